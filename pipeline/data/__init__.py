@@ -1,0 +1,1 @@
+"""Dataset adapters: EPIC-KITCHENS CSVs, VISOR JSON, and the eval-set directory format."""

@@ -1,0 +1,11 @@
+"""One error type for bad input: it always names the file and the problem."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WishError(Exception):
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)

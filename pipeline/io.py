@@ -1,0 +1,141 @@
+"""Atomic, schema-checked artifact I/O (Parquet, HDF5, JSON, images).
+
+Every writer goes through `atomic_path`: the data lands in a temp file in the same directory and is renamed
+over the target only when complete, so an interrupted stage never leaves a half-written artifact.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import WishError
+from pipeline.schemas import ArtifactSchema, H5Schema
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path next to `target`; rename it onto `target` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Like atomic_path for a whole directory: build it aside, then swap it in."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        old = target.with_name(f".{target.name}.old")
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_table(df: pd.DataFrame, schema: ArtifactSchema, path: str | Path, extra_meta: dict | None = None) -> Path:
+    """Validate `df` against `schema` and write it as Parquet atomically, name and version in the metadata."""
+    table = schema.to_table(df, extra_meta)
+    with atomic_path(path, ".parquet") as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def read_table(path: str | Path, schema: ArtifactSchema) -> pd.DataFrame:
+    """Read a Parquet artifact and check that it is the artifact (name, version, columns) we expect."""
+    path = Path(path)
+    if not path.is_file():
+        raise WishError(path, f"missing {schema.name} artifact (run the stage that writes it)")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise WishError(path, f"not a readable Parquet file: {e}") from e
+    schema.check(table, path)
+    return table.to_pandas()
+
+
+def table_meta(path: str | Path) -> dict[str, str]:
+    meta = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items()}
+
+
+def write_json(obj: object, path: str | Path) -> Path:
+    with atomic_path(path, ".json") as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return Path(path)
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    with atomic_path(path, ".csv") as tmp:
+        df.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def write_image(img: np.ndarray, path: str | Path, quality: int = 95) -> Path:
+    """Write an RGB (or single-channel) uint8 image atomically; format from the suffix."""
+    import cv2
+
+    path = Path(path)
+    arr = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(path.suffix, arr, params)
+    if not ok:
+        raise WishError(path, "could not encode image")
+    with atomic_path(path, path.suffix) as tmp:
+        tmp.write_bytes(buf.tobytes())
+    return path
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as RGB uint8 (H, W, 3)."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise WishError(path, "image not found")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise WishError(path, "not a readable image (empty or corrupt)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def h5_check(f, schema: H5Schema, path: str | Path) -> None:
+    """Validate an open h5py File against its schema (name, version, datasets)."""
+    name, version = f.attrs.get("schema_name"), f.attrs.get("schema_version")
+    if name != schema.name or version is None or int(version) != schema.version:
+        raise WishError(path, f"expected HDF5 artifact {schema.name} v{schema.version}, found {name} v{version}")
+    missing = [d for d in schema.datasets if d not in f]
+    if missing:
+        raise WishError(path, f"HDF5 artifact {schema.name} lacks datasets {missing}")
