@@ -1,0 +1,161 @@
+"""The model and its reference methods, each a function (FrameContext, Models, Params) → {side: Decision}, so
+all of them are turned into label maps by the same composition rule and scored by the same scorer on the
+same frames and proposals.
+
+- ``wish``: both Stage-2 heads (contact gates, matching picks the object). Narration-free.
+- ``wish_contact_only`` / ``wish_matching_only``: inference-time ablations of the independently trained heads
+  (see `_ablate`). Narration-free.
+- ``baseline_nearest``: no learning; the proposal nearest to each hand mask, "held" if it touches the hand
+  mask grown by ``score.nearest_dilation`` × the hand box's longer side.
+- ``baseline_narration``: the Stage-1 aligned embeddings score the proposals against the frame's own
+  narration at test time (uses the eval set's narrations.csv: an upper-ish reference, not a fair competitor).
+- ``pseudolabel``: WISH without Stage 2, i.e. the pseudo-labels Stage 1 would give these frames with their
+  narrations; its scores are the pseudo-label quality.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from pipeline.labelmap import Decision
+from pipeline.predict import FrameContext
+from pipeline.types import SIDES
+
+Method = Callable[[FrameContext, object, object], dict[str, Decision]]
+# What a method needs from Models, so the scorer builds only that (FrameRegions, narrations).
+NEEDS_REGIONS = {"wish", "wish_contact_only", "wish_matching_only", "baseline_narration", "pseudolabel"}
+NEEDS_NARRATIONS = {"baseline_narration", "pseudolabel"}
+
+
+def _absent(side: str) -> Decision:
+    return Decision(side, hand_found=False)
+
+
+# ------------------------------------------------------------------------------------------ nearest proposal
+
+
+def nearest(ctx: FrameContext, models, params) -> dict[str, Decision]:
+    return {side: _nearest_side(ctx, side, params.score) for side in SIDES}
+
+
+def _nearest_side(ctx: FrameContext, side: str, sp) -> Decision:
+    hand = ctx.hand(side)
+    if hand is None:
+        return _absent(side)
+    hand_mask = ctx.hand_masks.get(side)
+    if hand_mask is None or not hand_mask.any():
+        hand_mask = _box_mask(hand.box, ctx.shape)
+    reach = sp.nearest_dilation * max(hand.box[2] - hand.box[0], hand.box[3] - hand.box[1])
+    dist = cv2.distanceTransform((~hand_mask).astype(np.uint8), cv2.DIST_L2, 3)
+    best, best_d = -1, math.inf
+    for i, obj in enumerate(ctx.objects):
+        area = np.count_nonzero(obj)
+        if not area or np.count_nonzero(obj & hand_mask) / area > sp.nearest_max_inside_hand:
+            continue  # mostly the hand itself
+        d = float(dist[obj].min())
+        if d < best_d:  # ties keep the better-ranked proposal
+            best, best_d = i, d
+    touches = best >= 0 and best_d <= reach
+    return Decision(side, True, best if touches else -1, contact_prob=float(touches))
+
+
+def _box_mask(box: tuple[float, float, float, float], shape: tuple[int, int]) -> np.ndarray:
+    m = np.zeros(shape, bool)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    m[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = True
+    return m
+
+
+# ------------------------------------------------------------------------------------------ WISH and ablations
+
+
+def _from_heads(ctx: FrameContext, out: dict) -> dict[str, Decision]:
+    """Heads' {side: (mask_id | -1, contact_prob, match_prob)} as Decisions."""
+    decisions = {}
+    for side in SIDES:
+        if ctx.hand(side) is None or side not in out:
+            decisions[side] = _absent(side)
+            continue
+        mask_id, contact, match = out[side]
+        decisions[side] = Decision(side, True, int(mask_id), float(contact), float(match))
+    return decisions
+
+
+def wish(ctx: FrameContext, models, params) -> dict[str, Decision]:
+    return _from_heads(ctx, models.heads.predict(ctx.regions))
+
+
+def _ablate(heads, contact: bool, matching: bool):
+    """The trained heads with one switched off: they have separate weights and seeds (pipeline.heads), so this
+    is the model trained with that head alone, up to the other head's absence at training time."""
+    from dataclasses import replace
+
+    from pipeline.errors import WishError
+    from pipeline.heads import Heads
+
+    if (contact and heads.contact is None) or (matching and heads.matching is None):
+        raise WishError(None, "the trained heads lack the head this ablation keeps (see heads.contact/matching)")
+    cfg = replace(heads.cfg, contact=contact, matching=matching)
+    return Heads(cfg, heads.contact if contact else None, heads.matching if matching else None)
+
+
+def wish_contact_only(ctx: FrameContext, models, params) -> dict[str, Decision]:
+    return _from_heads(ctx, _ablate(models.heads, True, False).predict(ctx.regions))
+
+
+def wish_matching_only(ctx: FrameContext, models, params) -> dict[str, Decision]:
+    return _from_heads(ctx, _ablate(models.heads, False, True).predict(ctx.regions))
+
+
+# ------------------------------------------------------------------------------------------ narration-based
+
+
+def narration(ctx: FrameContext, models, params) -> dict[str, Decision]:
+    """Each hand independently takes the (phrase, region) pair the adapters score highest for that side,
+    with no one-object-per-hand assignment between the hands; "holds" iff that cosine >= pseudolabel.min_score."""
+    texts = models.narration_texts(ctx.narrations)
+    fr = ctx.regions
+    best = {side: (-np.inf, -1) for side in SIDES}
+    for t in texts if fr.n_regions else []:
+        sims = models.adapters.pair_scores(fr, t.side_feats())
+        for side in SIDES:
+            r, j = np.unravel_index(int(np.argmax(sims[side])), sims[side].shape)
+            if sims[side][r, j] > best[side][0]:
+                best[side] = (float(sims[side][r, j]), int(r))
+    out = {}
+    for side in SIDES:
+        cos, r = best[side]
+        if ctx.hand(side) is None:
+            out[side] = _absent(side)
+            continue
+        held = r >= 0 and cos >= params.pseudolabel.min_score
+        out[side] = Decision(side, True, int(fr.mask_ids[r]) if held else -1, match_prob=cos if r >= 0 else math.nan)
+    return out
+
+
+def pseudolabel(ctx: FrameContext, models, params) -> dict[str, Decision]:
+    """Stage-1 pseudo-labels of this frame from its own narrations (WISH without Stage 2). Eval frames are
+    single images without motion, so the narration rule is used whatever pseudolabel.source says."""
+    from pipeline.pseudolabel import pseudolabel_frame
+
+    pl_params = params.pseudolabel.model_copy(update={"source": "narration"})
+    rows = pseudolabel_frame(ctx.regions, models.narration_texts(ctx.narrations), models.adapters, pl_params)
+    out = {}
+    for r in rows:
+        side = r["side"]
+        found = ctx.hand(side) is not None
+        out[side] = Decision(side, found, int(r["mask_id"]) if found else -1, r["contact_score"], r["match_score"])
+    return out
+
+
+METHODS: dict[str, Method] = {
+    "wish": wish,
+    "wish_contact_only": wish_contact_only,
+    "wish_matching_only": wish_matching_only,
+    "baseline_nearest": nearest,
+    "baseline_narration": narration,
+    "pseudolabel": pseudolabel,
+}

@@ -1,0 +1,165 @@
+"""VISOR sparse annotations (polygons at 1920x1080) read from the official JSONs, in a .tar.xz or a directory.
+
+    for frame in iter_visor_frames("../shared/data/visor/visor_sparse_compact.tar.xz", videos={"P01_104"}):
+        for hand in frame.hands:                          # entities named "left hand" / "right hand"
+            obj = frame.contact_object(hand)              # the touched entity, or None
+            mask = hand.mask(480, 854)                    # bool (H, W), polygons rescaled
+
+Hand entities carry `in_contact_object`: the id of the touched entity, or a status string
+("hand-not-in-contact", "none-of-the-above", "inconclusive", ...) that means no object.
+"""
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from pipeline.errors import WishError
+
+VISOR_SIZE = (1920, 1080)  # (width, height) the polygons are given in
+HAND_SIDES = {"left hand": "left", "right hand": "right"}
+_EPIC_FRAME = re.compile(r"frame_(\d+)\.jpg$")
+
+
+@dataclass
+class VisorEntity:
+    id: str
+    name: str
+    class_id: int
+    polygons: list[np.ndarray]  # each (N, 2) float32 x, y at VISOR_SIZE
+    exhaustive: str = ""
+    in_contact_object: str | None = None  # raw value; see VisorFrame.contact_object
+
+    @property
+    def side(self) -> str:
+        """'left' / 'right' for the two hand entities, '' otherwise (gloves included)."""
+        return HAND_SIDES.get(self.name, "")
+
+    def mask(self, height: int, width: int) -> np.ndarray:
+        return polygons_to_mask(self.polygons, height, width)
+
+    def centroid(self) -> tuple[float, float]:
+        """Mean of the polygon vertices at VISOR_SIZE (cheap; enough for a left/right-half test)."""
+        pts = np.concatenate(self.polygons) if self.polygons else np.zeros((0, 2), np.float32)
+        if len(pts) == 0:
+            return float("nan"), float("nan")
+        return float(pts[:, 0].mean()), float(pts[:, 1].mean())
+
+
+@dataclass
+class VisorFrame:
+    video_id: str
+    name: str  # VISOR frame name, e.g. "P01_104_frame_0000008873.jpg"
+    subsequence: str
+    entities: list[VisorEntity] = field(default_factory=list)
+
+    @property
+    def hands(self) -> list[VisorEntity]:
+        return [e for e in self.entities if e.side]
+
+    def entity(self, entity_id: str) -> VisorEntity | None:
+        return next((e for e in self.entities if e.id == entity_id), None)
+
+    def contact_object(self, hand: VisorEntity) -> VisorEntity | None:
+        """The entity `hand` touches; None when it touches nothing or the status says no/unknown object."""
+        return self.entity(hand.in_contact_object) if hand.in_contact_object else None
+
+
+def polygons_to_mask(polygons: list[np.ndarray], height: int, width: int,
+                     src_size: tuple[int, int] = VISOR_SIZE) -> np.ndarray:
+    """Rasterise VISOR polygons onto a (height, width) boolean mask (scaled from src_size)."""
+    import cv2
+
+    canvas = np.zeros((height, width), np.uint8)
+    scale = np.array([width / src_size[0], height / src_size[1]], np.float64)
+    pts = [np.round(p.astype(np.float64) * scale).astype(np.int32) for p in polygons if len(p) >= 3]
+    if pts:
+        cv2.fillPoly(canvas, pts, 1)
+    return canvas.astype(bool)
+
+
+def parse_entity(raw: dict) -> VisorEntity:
+    polys = [np.asarray(seg, np.float32).reshape(-1, 2) for seg in raw.get("segments", []) if len(seg) > 0]
+    return VisorEntity(id=str(raw["id"]), name=str(raw["name"]), class_id=int(raw["class_id"]), polygons=polys,
+                       exhaustive=str(raw.get("exhaustive", "")), in_contact_object=raw.get("in_contact_object"))
+
+
+def parse_video(doc: dict, source: str | Path) -> list[VisorFrame]:
+    """One VISOR JSON document -> its annotated frames."""
+    if "video_annotations" not in doc:
+        raise WishError(source, "not a VISOR annotation file (no 'video_annotations')")
+    frames = []
+    try:
+        for ann in doc["video_annotations"]:
+            img = ann["image"]
+            frames.append(VisorFrame(video_id=str(img["video"]), name=str(img["name"]),
+                                     subsequence=str(img.get("subsequence", "")),
+                                     entities=[parse_entity(e) for e in ann["annotations"]]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise WishError(source, f"malformed VISOR annotation: {e!r}") from e
+    return frames
+
+
+def iter_visor_frames(source: str | Path, videos: set[str] | None = None) -> Iterator[VisorFrame]:
+    """Every annotated frame of `source` (a .tar[.xz|.gz] of JSONs, or a directory searched recursively).
+
+    `videos` limits reading to those video ids (file stem = video id), skipping the JSON parse of others.
+    """
+    for name, doc in _iter_json_docs(Path(source), videos):
+        yield from parse_video(doc, f"{source}:{name}")
+
+
+def load_visor_video(source: str | Path, video_id: str) -> list[VisorFrame]:
+    frames = list(iter_visor_frames(source, {video_id}))
+    if not frames:
+        raise WishError(source, f"no VISOR annotations for video {video_id}")
+    return frames
+
+
+def _iter_json_docs(source: Path, videos: set[str] | None) -> Iterator[tuple[str, dict]]:
+    def wanted(name: str) -> bool:
+        return name.endswith(".json") and (videos is None or Path(name).stem in videos)
+
+    if source.is_dir():
+        for path in sorted(source.rglob("*.json")):
+            if wanted(path.name):
+                yield str(path), _load_json(path.read_bytes(), path)
+    elif source.is_file() and tarfile.is_tarfile(source):
+        with tarfile.open(source) as tf:  # streamed: members are read in archive order, nothing extracted
+            for member in tf:
+                if member.isfile() and wanted(member.name):
+                    yield member.name, _load_json(tf.extractfile(member).read(), f"{source}:{member.name}")
+    else:
+        raise WishError(source, "VISOR source must be a directory of JSONs or a tar archive of them")
+
+
+def _load_json(data: bytes, where: str | Path) -> dict:
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WishError(where, f"not valid JSON: {e}") from e
+
+
+def load_frame_mapping(path: str | Path) -> dict[str, dict[str, str]]:
+    """visor-frame-mapping.json: video id -> {VISOR frame name -> EPIC frame name}."""
+    path = Path(path)
+    if not path.is_file():
+        raise WishError(path, "VISOR frame mapping not found")
+    mapping = _load_json(path.read_bytes(), path)
+    if not isinstance(mapping, dict) or not all(isinstance(v, dict) for v in mapping.values()):
+        raise WishError(path, "expected {video: {visor frame: epic frame}}")
+    return mapping
+
+
+def epic_frame_number(mapping: dict[str, dict[str, str]], video_id: str, visor_name: str) -> int:
+    """EPIC frame number (in the video's native numbering) of a VISOR frame; KeyError if unmapped."""
+    epic_name = mapping[video_id][visor_name]
+    m = _EPIC_FRAME.search(epic_name)
+    if not m:
+        raise ValueError(f"unexpected EPIC frame name {epic_name!r}")
+    return int(m.group(1))

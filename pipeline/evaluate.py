@@ -1,0 +1,138 @@
+"""Run methods over images, compose label maps, score them against an eval set and write everything.
+
+Layout written into OUT (by `wish evaluate`, the `score` stage and, without GT, `wish predict`):
+    metrics.json                flat {"<method>.<metric>": value}, rounded to 4 decimals (None = undefined)
+    per_class.csv               method, class, iou, gt_pixels, pred_pixels
+    per_frame.csv               image_id, method, class, intersection, union (to find the frames that hurt)
+    predictions.parquet         PREDICTIONS rows of every method
+    labels/<method>/<id>.png    EgoHOS label maps (predict: labels/<id>.png)
+    overlays/<id>.png           GT | first method (predict: the prediction alone)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline.errors import WishError
+from pipeline.io import write_csv, write_image, write_json, write_table
+from pipeline.labelmap import compose, overlay, side_by_side
+from pipeline.metrics import CLASS_NAMES, Scorer
+from pipeline.predict import FrameContext, prediction_rows, predictions_frame
+from pipeline.schemas import PREDICTIONS
+
+DECIMALS = 4
+
+
+def run_methods(ctx: FrameContext, methods: list[str], models, params) -> dict[str, tuple[dict, np.ndarray]]:
+    """{method: (decisions, label map)} for one frame."""
+    from pipeline.baselines import METHODS
+
+    out = {}
+    for m in methods:
+        decisions = METHODS[m](ctx, models, params)
+        out[m] = decisions, compose(ctx.shape, ctx.hand_masks, decisions, ctx.objects, params.score.both_iou)
+    return out
+
+
+def usable_methods(methods: list[str], has_narrations: bool) -> tuple[list[str], list[str]]:
+    """(methods to run, methods skipped because the eval set has no narrations)."""
+    from pipeline.baselines import NEEDS_NARRATIONS
+
+    skipped = [m for m in methods if m in NEEDS_NARRATIONS and not has_narrations]
+    return [m for m in methods if m not in skipped], skipped
+
+
+def evaluate(evalset_dir: str | Path, methods: list[str], models, params, out: Path) -> dict:
+    """Score `methods` on every frame of an eval-format dir; writes the layout above into `out`."""
+    from pipeline.baselines import NEEDS_REGIONS
+    from pipeline.data.evalset import load_evalset
+
+    es = load_evalset(evalset_dir)
+    methods, skipped = usable_methods(methods, not es.narrations.empty)
+    if not methods:
+        raise WishError(Path(evalset_dir) / "narrations.csv", f"every requested method needs narrations: {skipped}")
+    scorers = {m: Scorer() for m in methods}
+    rows, per_frame = [], []
+    for frame in tqdm(es.frames, desc="evaluate", unit="frame"):
+        gt, image = es.labels(frame), es.image(frame)
+        if gt.shape != image.shape[:2]:
+            raise WishError(frame.label_path, f"label map {gt.shape} does not match image {image.shape[:2]}")
+        narr = es.narrations_for(frame.image_id)
+        ctx = models.context(frame.image_id, image, narr, with_regions=bool(NEEDS_REGIONS & set(methods)))
+        results = run_methods(ctx, methods, models, params)
+        for m, (decisions, label_map) in results.items():
+            fs = scorers[m].add(label_map, gt)
+            per_frame += [dict(image_id=frame.image_id, method=m, **{"class": CLASS_NAMES[c]},
+                               intersection=int(fs.inter[c]), union=int(fs.union[c])) for c in CLASS_NAMES]
+            rows += prediction_rows(ctx, m, decisions, label_map)
+            write_image(label_map, out / "labels" / m / f"{frame.image_id}.png")
+        if params.score.overlays:
+            panels = [("GT", gt), (methods[0], results[methods[0]][1])]
+            write_image(side_by_side(image, panels), out / "overlays" / f"{frame.image_id}.png")
+    metrics = flat_metrics({m: s.result() for m, s in scorers.items()})
+    meta = dict(evalset=str(evalset_dir), methods=",".join(methods), skipped=",".join(skipped))
+    write_table(predictions_frame(rows), PREDICTIONS, out / "predictions.parquet", meta)
+    write_json(metrics, out / "metrics.json")
+    write_csv(per_class_table(scorers), out / "per_class.csv")
+    write_csv(pd.DataFrame(per_frame), out / "per_frame.csv")
+    return metrics
+
+
+def flat_metrics(results: dict[str, dict]) -> dict:
+    """{"method.metric": value}, floats rounded so that CI comparisons are stable."""
+    flat = {}
+    for method, res in results.items():
+        for key, v in res.items():
+            flat[f"{method}.{key}"] = round(v, DECIMALS) if isinstance(v, float) else v
+    return flat
+
+
+HEADLINE = ("object_miou", "hand_miou", "hand_side_accuracy", "contact_accuracy")
+GT_COUNTS = ("n_frames", "n_gt_hands", "n_gt_hands_holding")
+
+
+def dvc_metrics(flat: dict) -> dict:
+    """The subset tracked by DVC (metrics/score.json), chosen to be comparable across runs with an absolute
+    tolerance: headline rates and class IoUs per method, the eval set's GT counts once as "evalset.*".
+    Left out: prediction-dependent pixel/hand counts (they move by more than any tolerance on a one-pixel
+    change), IoUs of classes absent from the GT (false positives only), and undefined values (None)."""
+    methods = list(dict.fromkeys(k.split(".", 1)[0] for k in flat))
+    out = {f"evalset.{c}": flat[f"{methods[0]}.{c}"] for c in GT_COUNTS} if methods else {}
+    for m in methods:
+        present = [n for c, n in CLASS_NAMES.items() if flat.get(f"{m}.gt_pixels.{n}", 0) > 0]
+        for key in [*HEADLINE, *(f"iou.{n}" for n in present)]:
+            if flat.get(f"{m}.{key}") is not None:
+                out[f"{m}.{key}"] = flat[f"{m}.{key}"]
+    return out
+
+
+def per_class_table(scorers: dict[str, Scorer]) -> pd.DataFrame:
+    rows = []
+    for m, s in scorers.items():
+        iou = s.class_iou()
+        for c, name in CLASS_NAMES.items():
+            rows.append(dict(method=m, **{"class": name}, iou=None if iou[c] is None else round(iou[c], DECIMALS),
+                             gt_pixels=int(s.gt_px[c]), pred_pixels=int(s.pred_px[c])))
+    return pd.DataFrame(rows, columns=["method", "class", "iou", "gt_pixels", "pred_pixels"])
+
+
+def predict(inputs, method: str, models, params, out: Path, overlays: bool = True) -> pd.DataFrame:
+    """Narration-free prediction on (image_id, image) pairs; writes labels/, overlays/, predictions.parquet."""
+    from pipeline.baselines import NEEDS_NARRATIONS, NEEDS_REGIONS
+
+    if method in NEEDS_NARRATIONS:
+        raise WishError(None, f"method {method!r} needs narrations; `wish predict` runs without them")
+    rows = []
+    for image_id, image in tqdm(inputs, desc="predict", unit="image"):
+        ctx = models.context(image_id, image, None, with_regions=method in NEEDS_REGIONS)
+        decisions, label_map = run_methods(ctx, [method], models, params)[method]
+        rows += prediction_rows(ctx, method, decisions, label_map)
+        write_image(label_map, out / "labels" / f"{image_id}.png")
+        if overlays:
+            write_image(overlay(image, label_map), out / "overlays" / f"{image_id}.png")
+    df = predictions_frame(rows)
+    write_table(df, PREDICTIONS, out / "predictions.parquet", dict(method=method))
+    return df

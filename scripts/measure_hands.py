@@ -1,0 +1,157 @@
+"""Measure the hands stage: detection recall / side accuracy on an eval set, and the position prior on VISOR.
+
+    python scripts/measure_hands.py evalset [--evalset ../shared/data/evalset] [--dilate 5]
+    python scripts/measure_hands.py visor   [--source ../shared/data/visor/visor_sparse_compact.tar.xz]
+
+Eval-set matching rule: a detection matches a GT hand mask (left_hand/right_hand, dilated by --dilate px) when
+at least half of its 21 landmarks fall inside it; each detection goes to the GT mask holding most of its
+landmarks, each GT mask takes at most one detection. Recall = matched GT masks / GT masks; a false positive is a
+detection that matches no GT hand. Side accuracy is over matched detections, for every side_source.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import typer
+
+from pipeline.hands import HandDetector, assign_sides
+from pipeline.params import HandsParams
+from pipeline.types import Hand
+
+app = typer.Typer(add_completion=False)
+SOURCES = ("model", "position", "fused")
+# name -> detection settings (explicit, so results do not move with params.yaml); "default" = HandsParams().
+# Sides are re-assigned per side_source on the same detections.
+_RAW = dict(min_detection_confidence=0.3, model_complexity=1, pad_fracs=[], split_halves=False)
+VARIANTS = {
+    "default": {},
+    "base": _RAW,
+    "conf0.1": _RAW | {"min_detection_confidence": 0.1},
+    "complexity0": _RAW | {"model_complexity": 0},
+    "pad0.25": _RAW | {"pad_fracs": [0.25]},
+    "halves": _RAW | {"split_halves": True},
+    "pad0.25+halves": _RAW | {"pad_fracs": [0.25], "split_halves": True},
+    "conf0.1+pad0.25": _RAW | {"min_detection_confidence": 0.1, "pad_fracs": [0.25]},
+    "conf0.1+halves": _RAW | {"min_detection_confidence": 0.1, "split_halves": True},
+}
+
+
+def match_hands(hands: list[Hand], gt: list[tuple[str, np.ndarray]], min_inside: float = 0.5) -> dict[int, int]:
+    """detection index -> GT index, by landmarks inside the GT masks (see module docstring)."""
+    inside = np.zeros((len(hands), len(gt)))
+    for i, hd in enumerate(hands):
+        xy = np.round(hd.landmarks).astype(int)
+        for j, (_, m) in enumerate(gt):
+            ok = (xy[:, 0] >= 0) & (xy[:, 0] < m.shape[1]) & (xy[:, 1] >= 0) & (xy[:, 1] < m.shape[0])
+            inside[i, j] = m[xy[ok, 1], xy[ok, 0]].sum() / len(xy)
+    pairs: dict[int, int] = {}
+    for i, j in sorted(np.ndindex(inside.shape), key=lambda ij: -inside[ij]):
+        if inside[i, j] >= min_inside and i not in pairs and j not in pairs.values():
+            pairs[i] = j
+    return pairs
+
+
+def gt_hands(ev, frame, dilate: int) -> list[tuple[str, np.ndarray]]:
+    kernel = np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8)
+    return [(side, cv2.dilate(m.astype(np.uint8), kernel) > 0)
+            for side in ("left", "right") for m in ev.masks(frame, f"{side}_hand")]
+
+
+def score_variant(ev, images, gts, params: HandsParams) -> dict:
+    n_gt = sum(len(g) for g in gts)
+    stats = {s: 0 for s in SOURCES} | dict(matched=0, fp=0, dets=0)
+    with HandDetector(params) as det:
+        det.detect(images[0])  # warm-up: the first call builds MediaPipe's graph
+        t0 = time.perf_counter()
+        found = [det.detect(img) for img in images]
+        secs = (time.perf_counter() - t0) / len(images)
+    for hands, gt in zip(found, gts):
+        pairs = match_hands(hands, gt)
+        stats["matched"] += len(pairs)
+        stats["dets"] += len(hands)
+        stats["fp"] += len(hands) - len(pairs)
+        for src in SOURCES:
+            assign_sides(hands, src, params.side_min_confidence)
+            stats[src] += sum(hands[i].side == gt[j][0] for i, j in pairs.items())
+    m = max(stats["matched"], 1)
+    return dict(recall=stats["matched"] / n_gt, n_gt=n_gt, matched=stats["matched"], fp=stats["fp"],
+                s_per_frame=secs, **{f"side_{s}": stats[s] / m for s in SOURCES})
+
+
+@app.command()
+def evalset(evalset: Path = Path("../shared/data/evalset"), dilate: int = 5,
+            variants: str = ",".join(VARIANTS)) -> None:
+    """Recall, false positives, side accuracy and speed per detection variant, mirror on and off."""
+    from pipeline.data.evalset import load_evalset
+
+    ev = load_evalset(evalset)
+    images = [ev.image(f) for f in ev.frames]
+    gts = [gt_hands(ev, f, dilate) for f in ev.frames]
+    print(f"{len(images)} frames, {sum(map(len, gts))} GT hands; match = >=50% landmarks in GT mask dilated {dilate}px")
+    print(f"{'variant':<16}{'mirror':<7}{'recall':>7}{'match':>6}{'FP':>4}{'side_model':>11}{'side_pos':>9}"
+          f"{'side_fused':>11}{'s/frame':>8}")
+    for name in variants.split(","):
+        for mirror in (True, False):
+            r = score_variant(ev, images, gts, HandsParams(**VARIANTS[name], mirror_input=mirror))
+            print(f"{name:<16}{str(mirror):<7}{r['recall']:>7.3f}{r['matched']:>6}{r['fp']:>4}{r['side_model']:>11.3f}"
+                  f"{r['side_position']:>9.3f}{r['side_fused']:>11.3f}{r['s_per_frame']:>8.3f}")
+
+
+@app.command()
+def frames(root: Path = Path("artifacts"), every: int = 2, variants: str = "base,conf0.1+pad0.25,conf0.1+halves",
+           mirror: bool = False) -> None:
+    """Label-free proxy on training frames: hands per frame, and how often model and position sides agree."""
+    from pipeline.io import read_image, read_table
+    from pipeline.schemas import FRAMES
+
+    df = read_table(root / "frames" / "frames.parquet", FRAMES).iloc[::every]
+    images = [read_image(root / "frames" / rel) for rel in df["image_path"]]
+    print(f"{len(images)} training frames (every {every}th), mirror_input={mirror}")
+    for name in variants.split(","):
+        with HandDetector(HandsParams(**VARIANTS[name], mirror_input=mirror)) as det:
+            found = [det.detect(img) for img in images]
+        n = np.array([len(h) for h in found])
+        agree = np.mean([hd.side_model == hd.side_position for hs in found for hd in hs])
+        print(f"{name:<16} hands {n.sum():>4}  frames with 0/1/2: {(n == 0).sum()}/{(n == 1).sum()}/{(n >= 2).sum()}"
+              f"  model=position side {agree:.3f}")
+
+
+def polygon_centroid_x(polygons: list[np.ndarray]) -> float:
+    """Area-weighted x centroid of an entity's polygons (cv2.moments on each contour)."""
+    m00 = m10 = 0.0
+    for p in polygons:
+        if len(p) < 3:
+            continue
+        mo = cv2.moments(p.astype(np.float32))
+        sign = 1.0 if mo["m00"] >= 0 else -1.0  # orientation-independent
+        m00, m10 = m00 + sign * mo["m00"], m10 + sign * mo["m10"]
+    return m10 / m00 if m00 > 0 else float("nan")
+
+
+@app.command()
+def visor(source: Path = Path("../shared/data/visor/visor_sparse_compact.tar.xz")) -> None:
+    """How often 'hand centroid in the left half = left hand' holds on all VISOR hands."""
+    from pipeline.data.visor import VISOR_SIZE, iter_visor_frames
+
+    counts = {s: [0, 0] for s in ("left", "right")}  # side -> [correct, total]
+    videos = set()
+    for frame in iter_visor_frames(source):
+        videos.add(frame.video_id)
+        for hand in frame.hands:
+            x = polygon_centroid_x(hand.polygons)
+            if np.isnan(x):
+                continue
+            guess = "left" if x < VISOR_SIZE[0] / 2 else "right"
+            counts[hand.side][0] += guess == hand.side
+            counts[hand.side][1] += 1
+    for side, (ok, n) in counts.items():
+        print(f"{side} hands: {ok}/{n} = {ok / n:.3f} on the {side} half")
+    ok, n = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+    print(f"overall ({len(videos)} videos): {ok}/{n} = {ok / n:.3f}")
+
+
+if __name__ == "__main__":
+    app()

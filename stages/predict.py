@@ -1,0 +1,88 @@
+"""`wish predict` (narration-free inference on any images or video) and `wish evaluate` (score on any eval set)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from stages.common import ParamsOpt, RootOpt, setup
+
+OUR_FILES = ("predictions.parquet", "metrics.json")
+
+
+def predict(
+    input: Path = typer.Argument(..., help="image, folder of images, eval-format dir or video file"),
+    out: Path = typer.Option(..., "--out", help="output dir: labels/<id>.png, overlays/<id>.png, predictions.parquet"),
+    params: Path = ParamsOpt,
+    root: Path = RootOpt,
+    method: str = typer.Option("wish", "--method", help="wish, wish_contact_only, wish_matching_only, baseline_nearest"),
+    stride: Optional[int] = typer.Option(None, "--stride", min=1, help="video: every N-th frame (default score.video_stride)"),
+) -> None:
+    """Segment the object held in each hand of every input image (no narration needed)."""
+    from pipeline import predict as pp
+    from pipeline.evaluate import predict as run_predict
+    from pipeline.io import atomic_dir
+
+    p = setup(params)
+    check_methods([method])
+    _check_out(out)
+    inputs = pp.iter_inputs(input, stride or p.score.video_stride, p.frames.max_side)
+    models = pp.build_models(p, root)
+    with atomic_dir(out) as tmp:
+        df = run_predict(inputs, method, models, p, tmp, p.score.overlays)
+    n_img = df["image_id"].nunique()
+    typer.echo(f"predict: {n_img} images, {int(df['hand_found'].sum())} hands, {int(df['holds'].sum())} held objects "
+               f"-> {out}")
+
+
+def evaluate(
+    evalset: Path = typer.Option(..., "--evalset", help="eval-format dir (images/, labels/, manifest.csv, ...)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output dir (default ROOT/evaluate/<evalset name>)"),
+    params: Path = ParamsOpt,
+    root: Path = RootOpt,
+    methods: Optional[str] = typer.Option(None, "--methods", help="comma-separated (default score.methods)"),
+) -> None:
+    """Score the model and the baselines on an eval set: metrics.json, per_class.csv, labels/, overlays/."""
+    from pipeline import predict as pp
+    from pipeline.evaluate import evaluate as run_evaluate
+    from pipeline.io import atomic_dir
+
+    p = setup(params)
+    names = [m.strip() for m in methods.split(",") if m.strip()] if methods else list(p.score.methods)
+    check_methods(names)
+    out = out or root / "evaluate" / evalset.name
+    _check_out(out)
+    models = pp.build_models(p, root)
+    with atomic_dir(out) as tmp:
+        metrics = run_evaluate(evalset, names, models, p, tmp)
+    typer.echo(summary(metrics))
+    typer.echo(f"evaluate: metrics -> {out / 'metrics.json'}")
+
+
+def check_methods(names: list[str]) -> None:
+    from pipeline.baselines import METHODS
+    from pipeline.errors import WishError
+
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise WishError(None, f"unknown method(s) {unknown}; known: {sorted(METHODS)}")
+
+
+def _check_out(out: Path) -> None:
+    """The output dir is replaced as a whole, so refuse to replace a non-empty dir we did not write."""
+    from pipeline.errors import WishError
+
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not any((out / f).exists() for f in OUR_FILES))):
+        raise WishError(out, "exists and is not a wish output dir; it would be replaced: choose another --out")
+
+
+def summary(metrics: dict) -> str:
+    """One line per method with the headline numbers."""
+    methods = list(dict.fromkeys(k.split(".", 1)[0] for k in metrics))
+    cols = ("object_miou", "hand_miou", "hand_side_accuracy", "contact_accuracy")
+    fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
+    lines = [f"{'method':<20}" + "".join(f"{c:>20}" for c in cols)]
+    for m in methods:
+        lines.append(f"{m:<20}" + "".join(f"{fmt(metrics.get(f'{m}.{c}')):>20}" for c in cols))
+    return "\n".join(lines)

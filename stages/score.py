@@ -1,0 +1,53 @@
+"""Stage `score`: the trained model and every baseline on score.evalset, scored the same way.
+
+Writes ROOT/score/ (metrics.json with every number, predictions.parquet, labels/<method>/, overlays/,
+per_frame.csv) and the DVC files METRICS_DIR/score.json (flat "method.metric" keys, the stable subset chosen by
+pipeline.evaluate.dvc_metrics) and METRICS_DIR/per_class.csv (method, class, iou: for `dvc plots`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from stages.common import ParamsOpt, RootOpt, setup
+
+MetricsOpt = typer.Option(Path("metrics"), "--metrics-dir", help="where score.json and per_class.csv go")
+
+
+def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Path = MetricsOpt) -> None:
+    """Evaluate score.methods on score.evalset with the artifacts under ROOT."""
+    import pandas as pd
+
+    from pipeline import predict as pp
+    from pipeline.evaluate import dvc_metrics, evaluate
+    from pipeline.io import atomic_dir, write_csv, write_json
+    from stages.predict import check_methods, summary
+
+    p = setup(params)
+    methods = list(p.score.methods)
+    check_methods(methods)
+    check_no_leak(root, p.score.evalset)
+    models = pp.build_models(p, root)
+    with atomic_dir(root / "score") as out:
+        metrics = evaluate(p.score.evalset, methods, models, p, out)
+    write_json(dvc_metrics(metrics), metrics_dir / "score.json")
+    per_class = pd.read_csv(root / "score" / "per_class.csv")[["method", "class", "iou"]].dropna()  # undefined IoUs
+    write_csv(per_class, metrics_dir / "per_class.csv")
+    typer.echo(summary(metrics))
+    typer.echo(f"score: {metrics_dir / 'score.json'}, {metrics_dir / 'per_class.csv'}, {root / 'score'}/")
+
+
+def check_no_leak(root: Path, evalset: str) -> None:
+    """Refuse to score on videos the model was trained on (ROOT/frames/frames.parquet, when present)."""
+    from pipeline.data.evalset import eval_video_ids
+    from pipeline.errors import WishError
+    from pipeline.io import read_table
+    from pipeline.schemas import FRAMES
+
+    frames_path = root / "frames" / "frames.parquet"
+    if not frames_path.is_file():
+        return
+    leaked = set(read_table(frames_path, FRAMES)["video_id"].astype(str)) & eval_video_ids([evalset])
+    if leaked:
+        raise WishError(frames_path, f"training frames include eval videos {sorted(leaked)}: scores would be inflated")
