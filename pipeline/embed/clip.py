@@ -1,0 +1,173 @@
+"""The `clip` embed backend: open_clip image and text towers; regions by masked attention (WISH) or crops.
+
+    regions, texts = build_encoders(params.embed, params.common)    # with embed.backend: clip
+
+"attention": the whole frame goes through the ViT once; in the last `masked_layers` blocks the CLS token may
+attend only to itself and to the patches the region covers (mask area-downsampled to the patch grid, patches
+at least half covered; the best-covered patch when none is), then ln_post / proj as usual. A full-frame mask
+reproduces the plain CLS embedding. Frames are resized (squashed) to the model's square input so that every
+pixel has a patch. "crop": a square crop around the mask's box with grey outside the mask, through encode_image.
+Weights: embed.clip.checkpoint (a local file), else open_clip's download of `pretrained` when
+common.allow_download is true; nothing else.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import open_clip
+import torch
+
+from pipeline.device import resolve_device
+from pipeline.embed import register
+from pipeline.errors import WishError
+from pipeline.rle import box
+from pipeline.weights import file_digest, resolve_checkpoint
+
+
+def create_clip(model_name: str, *, checkpoint: str | None = None, pretrained: str | None = None,
+                device: torch.device = torch.device("cpu")) -> torch.nn.Module:
+    """open_clip model: weights from a local checkpoint (torch.load weights_only), a pretrained tag, or random."""
+    model = open_clip.create_model(model_name, pretrained=pretrained, device=device)
+    if checkpoint is not None:
+        try:  # open_clip converts OpenAI / big_vision layouts; weights_only: a checkpoint cannot run code
+            open_clip.load_checkpoint(model, checkpoint, weights_only=True)
+        except Exception as e:  # pickle, key and shape errors all mean "not weights for this model"
+            raise WishError(checkpoint, f"not loadable as {model_name} weights (embed.clip.checkpoint): {e}") from e
+    return model.eval().to(device)
+
+
+def load_clip(clip_params, common_params) -> tuple[torch.nn.Module, str]:
+    """The configured model and a string naming its weights; fails clearly when none can be had offline."""
+    device = resolve_device(common_params.device)
+    if clip_params.checkpoint:
+        path = resolve_checkpoint(clip_params.checkpoint, url=None, allow_download=False,
+                                  what=f"CLIP {clip_params.model}", param="embed.clip.checkpoint")
+        return create_clip(clip_params.model, checkpoint=str(path), device=device), f"sha256:{file_digest(path)}"
+    if clip_params.pretrained and common_params.allow_download:
+        return create_clip(clip_params.model, pretrained=clip_params.pretrained, device=device), \
+            clip_params.pretrained
+    raise WishError(None, (f"CLIP {clip_params.model}: no weights. Set embed.clip.checkpoint to a local open_clip "
+                           f"checkpoint file (e.g. the {clip_params.pretrained or '<tag>'} weights of "
+                           f"{clip_params.model}), or set common.allow_download: true to let open_clip "
+                           f"download embed.clip.pretrained"))
+
+
+def normalise(images: np.ndarray, model: torch.nn.Module, device: torch.device) -> torch.Tensor:
+    """uint8 (N, S, S, 3) RGB -> normalised float (N, 3, S, S) with the model's mean/std."""
+    cfg = model.visual.preprocess_cfg
+    mean, std = torch.tensor(cfg["mean"]).view(1, 3, 1, 1), torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    return ((x - mean) / std).to(device)
+
+
+def patch_allowed(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Which patches (row-major, flattened) a region covers: coverage >= 0.5, else the best-covered one."""
+    cover = cv2.resize(mask.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA).ravel()
+    allowed = cover >= 0.5
+    if not allowed.any():
+        allowed[int(np.argmax(cover))] = True
+    return allowed
+
+
+def cls_attention_mask(allowed: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, P) allowed patches -> additive mask (B*heads, 1+P, 1+P): only the CLS row is restricted."""
+    b, p = allowed.shape
+    row = torch.zeros(b, 1 + p, dtype=torch.float32, device=allowed.device)
+    row[:, 1:].masked_fill_(~allowed, float("-inf"))
+    mask = torch.zeros(b, 1 + p, 1 + p, dtype=torch.float32, device=allowed.device)
+    mask[:, 0, :] = row
+    return mask.repeat_interleave(heads, dim=0)
+
+
+def _run_blocks(blocks, x: torch.Tensor, batch_first: bool, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    x = x if batch_first else x.transpose(0, 1)
+    for blk in blocks:
+        x = blk(x, attn_mask=attn_mask)
+    return x if batch_first else x.transpose(0, 1)
+
+
+class ClipRegionEncoder:
+    def __init__(self, model: torch.nn.Module, ident: str, mode: str, masked_layers: int, context: float,
+                 batch_size: int, device: torch.device):
+        visual = model.visual
+        if mode == "attention" and (getattr(visual, "attn_pool", None) is not None
+                                    or getattr(visual, "pool_type", "tok") != "tok"):
+            raise WishError(None, "embed.clip.region_mode 'attention' needs a ViT pooled by its CLS token")
+        self.model, self.mode, self.context, self.batch_size, self.device = model, mode, context, batch_size, device
+        self.masked_layers = min(masked_layers, len(visual.transformer.resblocks))
+        self.size = visual.image_size  # (H, W)
+        self.dim = int(visual.output_dim)
+        layers = f"-L{self.masked_layers}" if mode == "attention" else f"-ctx{context}"
+        self.weights_id = f"{ident}:{mode}{layers}"
+
+    def encode(self, image: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+        if not masks:
+            return np.zeros((0, self.dim), np.float32)
+        with torch.inference_mode():
+            feats = self._attention(image, masks) if self.mode == "attention" else self._crops(image, masks)
+        return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
+
+    def _attention(self, image: np.ndarray, masks: list[np.ndarray]) -> torch.Tensor:
+        visual = self.model.visual
+        blocks, tr = list(visual.transformer.resblocks), visual.transformer
+        frame = cv2.resize(image, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
+        shared = _run_blocks(blocks[:-self.masked_layers], visual._embeds(normalise(frame[None], self.model,
+                                                                                     self.device)), tr.batch_first)
+        grid, heads = visual.grid_size, int(blocks[-1].attn.num_heads)
+        out = []
+        for i in range(0, len(masks), self.batch_size):
+            part = masks[i:i + self.batch_size]
+            allowed = torch.from_numpy(np.stack([patch_allowed(m, grid) for m in part])).to(self.device)
+            x = _run_blocks(blocks[-self.masked_layers:], shared.expand(len(part), -1, -1),
+                            tr.batch_first, cls_attention_mask(allowed, heads).to(shared.dtype))
+            pooled, _ = visual._pool(x)
+            out.append(pooled @ visual.proj if visual.proj is not None else pooled)
+        return torch.cat(out)
+
+    def _crops(self, image: np.ndarray, masks: list[np.ndarray]) -> torch.Tensor:
+        crops = np.stack([masked_crop(image, m, self.context, self.size) for m in masks])
+        return torch.cat([self.model.encode_image(normalise(crops[i:i + self.batch_size], self.model, self.device))
+                          for i in range(0, len(crops), self.batch_size)])
+
+
+def masked_crop(image: np.ndarray, mask: np.ndarray, context: float, size: tuple[int, int]) -> np.ndarray:
+    """Square crop centred on the mask's box (side = longer box side x (1 + context)), grey outside the mask."""
+    x0, y0, x1, y1 = box(mask)
+    side = max(x1 - x0, y1 - y0, 1.0) * (1 + context)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    grey = np.full_like(image, 128)
+    img = np.where(mask[..., None], image, grey)
+    m = np.float32([[size[1] / side, 0, size[1] / 2 - cx * size[1] / side],
+                    [0, size[0] / side, size[0] / 2 - cy * size[0] / side]])
+    return cv2.warpAffine(img, m, (size[1], size[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(128, 128, 128))
+
+
+class ClipTextEncoder:
+    def __init__(self, model: torch.nn.Module, tokenizer, ident: str, batch_size: int, device: torch.device):
+        self.model, self.tokenizer, self.batch_size, self.device = model, tokenizer, batch_size, device
+        self.dim = int(model.visual.output_dim)  # CLIP projects both towers to the same embed_dim
+        self.weights_id = f"{ident}:text"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        with torch.inference_mode():
+            feats = torch.cat([self.model.encode_text(self.tokenizer(texts[i:i + self.batch_size]).to(self.device))
+                               for i in range(0, len(texts), self.batch_size)])
+        return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
+
+
+def make_encoders(model: torch.nn.Module, model_name: str, weights: str, clip_params, batch_size: int,
+                  device: torch.device) -> tuple[ClipRegionEncoder, ClipTextEncoder]:
+    ident = f"open_clip:{model_name}:{weights}"
+    regions = ClipRegionEncoder(model, ident, clip_params.region_mode, clip_params.masked_layers,
+                                clip_params.context, batch_size, device)
+    return regions, ClipTextEncoder(model, open_clip.get_tokenizer(model_name), ident, batch_size, device)
+
+
+@register("clip")
+def build(embed_params, common_params) -> tuple[ClipRegionEncoder, ClipTextEncoder]:
+    cp = embed_params.clip
+    model, weights = load_clip(cp, common_params)
+    return make_encoders(model, cp.model, weights, cp, embed_params.batch_size, resolve_device(common_params.device))

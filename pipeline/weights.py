@@ -1,0 +1,84 @@
+"""Third-party model weights: find them locally, download them only when allowed, load them safely.
+
+    path = resolve_checkpoint(params.masks.sam.checkpoint, url=SAM_URLS["vit_b"],
+                              allow_download=params.common.allow_download,
+                              what="SAM vit_b", param="masks.sam.checkpoint")
+    model.load_state_dict(load_state_dict(path))
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from pipeline.errors import WishError
+
+
+def cache_dir() -> Path:
+    """Where downloaded checkpoints live: torch.hub's checkpoint folder (honours $TORCH_HOME)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _cached_path(url: str) -> Path:
+    return cache_dir() / Path(urlparse(url).path).name
+
+
+def _check_file(path: Path, param: str) -> Path:
+    if not path.is_file():
+        raise WishError(path, f"checkpoint file given by {param} does not exist")
+    if path.stat().st_size == 0:
+        raise WishError(path, f"checkpoint file given by {param} is empty")
+    return path
+
+
+def _missing(url: str | None, what: str, param: str) -> WishError:
+    if url is None:
+        return WishError(None, f"{what}: no weights; set {param} to a local checkpoint file")
+    target = _cached_path(url)
+    return WishError(None, (f"{what}: no weights and downloads are off. Set {param} to a local copy of "
+                            f"{target.name} (from {url}), or put that file at {target}, "
+                            "or set common.allow_download: true"))
+
+
+def resolve_checkpoint(local: str | None, *, url: str | None, allow_download: bool, what: str,
+                       param: str) -> Path:
+    """A local checkpoint path if given, else the cached or (when allowed) downloaded official file."""
+    if local:
+        return _check_file(Path(local), param)
+    if url is not None and _cached_path(url).is_file():
+        # A file already in the cache needs no network: use it whatever allow_download says.
+        return _check_file(_cached_path(url), param)
+    if not allow_download or url is None:
+        raise _missing(url, what, param)
+    target = _cached_path(url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(target), progress=True)  # writes a temp file, then renames
+    return _check_file(target, param)
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors only (weights_only=True): a checkpoint cannot run code. Unwraps {"model"|"state_dict": ...}."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt / non-tensor pickles
+        raise WishError(path, f"cannot load checkpoint: {e}") from e
+    for key in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WishError(path, "checkpoint is not a state dict of tensors")
+    if obj and all(k.startswith("module.") for k in obj):  # saved from DataParallel
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def file_digest(path: str | Path, n: int = 12) -> str:
+    """Short sha256 of a checkpoint file, so cache keys change when the weights do."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:n]
