@@ -1,0 +1,40 @@
+"""Stage `heads` (WISH Stage 2): visual-only contactness and matching heads trained on the pseudo-labels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from stages.common import ParamsOpt, RootOpt, setup
+
+
+def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
+    """Train ROOT/heads/{heads.pt,curve.csv,summary.json} from ROOT/pseudolabel and the region artifacts."""
+    from pipeline.device import resolve_device
+    from pipeline.errors import WishError
+    from pipeline.heads import make_samples, train_heads
+    from pipeline.io import atomic_dir, atomic_path, read_table, write_csv, write_json
+    from pipeline.regions import load_frame_regions
+    from pipeline.schemas import PSEUDOLABELS
+
+    p = setup(params)
+    labels_path = root / "pseudolabel" / "pseudolabels.parquet"
+    labels = read_table(labels_path, PSEUDOLABELS)
+    if not (p.heads.contact or p.heads.matching):
+        raise WishError(params, "heads.contact and heads.matching are both false: nothing to train")
+    regions = load_frame_regions(root, sorted(set(labels["frame_id"])))
+    samples = make_samples(regions, labels)
+    if not samples:
+        raise WishError(labels_path, "no pseudo-labelled detected hand matches the region artifacts")
+    heads, curve = train_heads(samples, p.heads, p.common.seed, resolve_device(p.common.device))
+    with atomic_dir(root / "heads") as out:
+        with atomic_path(out / "heads.pt", ".pt") as tmp:
+            heads.save(tmp)
+        write_csv(curve, out / "curve.csv")
+        last = curve.groupby("head").tail(1).set_index("head")
+        summary = {"samples": len(samples), "positives": sum(s.target >= 0 for s in samples),
+                   **{f"{h}_loss": float(r["loss"]) for h, r in last.iterrows()},
+                   **{f"{h}_train_acc": float(r["train_acc"]) for h, r in last.iterrows()}}
+        write_json(summary, out / "summary.json")
+    typer.echo(f"heads: {len(samples)} hands ({summary['positives']} holding); " +
+               ", ".join(f"{h} loss {r['loss']:.3f}" for h, r in last.iterrows()))

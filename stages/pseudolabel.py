@@ -1,0 +1,78 @@
+"""Stage `pseudolabel`: per training frame and hand side, the region it holds (or none), from the narration
+through Stage 1 adapters, from motion responsibility, or both fused (pseudolabel.source)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from stages.common import ParamsOpt, RootOpt, setup
+
+
+def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
+    """Write ROOT/pseudolabel/{pseudolabels.parquet,summary.json,overlays/*.png}."""
+    from pipeline.align import load_adapters, narration_texts, training_narrations
+    from pipeline.data.evalset import eval_video_ids
+    from pipeline.embed.cache import lookup_texts
+    from pipeline.errors import WishError
+    from pipeline.io import atomic_dir, read_table, write_json, write_table
+    from pipeline.pseudolabel import motion_by_frame, pseudolabel_frames
+    from pipeline.regions import load_frame_regions
+    from pipeline.schemas import FRAMES, MOTION_SCORES, PHRASES, PSEUDOLABELS
+
+    p = setup(params)
+    pl = p.pseudolabel
+    frames_path = root / "frames" / "frames.parquet"
+    frames = read_table(frames_path, FRAMES)
+    phrases = read_table(root / "nouns" / "phrases.parquet", PHRASES)
+    narrs = training_narrations(frames, phrases, eval_video_ids(p.common.eval_dirs), frames_path)
+    motion_df = None
+    ids = set(narrs)
+    if pl.source != "narration":
+        motion_df = read_table(root / "responsibility" / "motion_scores.parquet", MOTION_SCORES)
+        train_ids = set(frames.loc[frames["split"] == "train", "frame_id"])
+        ids |= set(motion_df["frame_id"]) & train_ids
+    if not ids:
+        raise WishError(frames_path, f"no training frame has a label source for pseudolabel.source={pl.source}")
+    regions = load_frame_regions(root, sorted(ids))
+    texts = narration_texts(phrases[phrases["narration_id"].isin({n for v in narrs.values() for n in v})],
+                            lambda t: lookup_texts(root / "embed" / "texts.h5", t)) if narrs else {}
+    frame_texts = {f: [texts[n] for n in narrs.get(f, []) if n in texts] for f in regions}
+    adapters = load_adapters(root / "align" / "adapters.pt")
+    motion = None if motion_df is None else motion_by_frame(motion_df, regions)
+    labels = pseudolabel_frames(regions, frame_texts, adapters, pl, motion, progress=True)
+    with atomic_dir(root / "pseudolabel") as out:
+        write_table(labels, PSEUDOLABELS, out / "pseudolabels.parquet", dict(source=pl.source, min_score=pl.min_score))
+        summary = _summary(labels)
+        write_json(summary, out / "summary.json")
+        _overlays(root, frames, regions, labels, pl.overlays, out / "overlays")
+    typer.echo(f"pseudolabel ({pl.source}): {len(regions)} frames; holds: " +
+               ", ".join(f"{s} {summary[f'holds_{s}']:.0%}" for s in ("left", "right")))
+
+
+def _summary(labels) -> dict:
+    out = {"frames": int(labels["frame_id"].nunique()), "rows": len(labels)}
+    for side, g in labels.groupby("side"):
+        out[f"holds_{side}"] = float(g["label"].mean())
+        out[f"mean_match_{side}"] = float(g.loc[g["label"], "match_score"].mean()) if g["label"].any() else 0.0
+    return out
+
+
+def _overlays(root: Path, frames, regions, labels, n: int, out: Path) -> None:
+    """Evenly spaced sample of labelled frames: hand boxes, chosen region per side, the matched phrase."""
+    import numpy as np
+
+    from pipeline.io import read_image, write_image
+    from pipeline.overlay import hand_object_overlay
+
+    ids = sorted(regions)
+    if n <= 0 or not ids:
+        return
+    paths = dict(zip(frames["frame_id"], frames["image_path"]))
+    out.mkdir(parents=True, exist_ok=True)
+    by_frame = {f: g for f, g in labels.groupby("frame_id")}
+    for fid in [ids[i] for i in np.unique(np.linspace(0, len(ids) - 1, n).astype(int))]:
+        img = read_image(root / "frames" / paths[fid])
+        rows = by_frame[fid]
+        choice = {r.side: (int(r.mask_id), f"{r.phrase or r.source} {r.match_score:.2f}") for r in rows.itertuples()}
+        write_image(hand_object_overlay(img, regions[fid], choice), out / f"{fid}.png")
