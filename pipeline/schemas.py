@@ -68,7 +68,8 @@ FRAMES = _s(
     ("narration_ids", pa.list_(STR)), ("split", STR),
 )
 
-# nouns: one row per noun phrase of a narration; hand = explicit hand mention (none/left/right/both).
+# nouns: one row per noun phrase of a narration; hand = explicit hand mention (none/left/right/both);
+# noun_class/noun_key = EPIC noun class (v2 taxonomy) or -1/"" when unknown; source = spacy | epic_noun (fallback).
 PHRASES = _s(
     "wish.phrases", 1,
     ("narration_id", STR), ("video_id", STR), ("narration", STR), ("phrase_idx", I32), ("phrase", STR),
@@ -99,11 +100,14 @@ PSEUDOLABELS = _s(
     ("label", BOOL), ("narration_id", STR), ("phrase", STR), ("motion_score", F32), ("source", STR),
 )
 
-# predictions (predict/score): one row per (image, hand side), same meaning as pseudolabels, no narration.
+# predictions (predict/score): one row per (image, method, hand side). method: "wish" or a baseline name.
+# mask_id indexes the frame's object proposals (-1: holds nothing); label = EgoHOS id the object was drawn
+# with (3/4/5, 0 if none); RLEs (COCO, "" if none) are at height x width of the image.
 PREDICTIONS = _s(
-    "wish.predictions", 1,
-    ("image_id", STR), ("side", STR), ("hand_found", BOOL), ("mask_id", I32), ("contact_prob", F32),
-    ("match_prob", F32), ("holds", BOOL), ("object_rle", STR), ("hand_rle", STR),
+    "wish.predictions", 2,
+    ("image_id", STR), ("method", STR), ("side", STR), ("hand_found", BOOL), ("mask_id", I32),
+    ("contact_prob", F32), ("match_prob", F32), ("holds", BOOL), ("label", I32), ("object_rle", STR),
+    ("hand_rle", STR), ("height", I32), ("width", I32),
 )
 
 # responsibility: per (frame, hand side, proposal) mean responsibility of that hand inside the proposal.
@@ -116,7 +120,9 @@ MOTION_SCORES = _s(
 # HDF5 caches. keys: content hashes (see pipeline.embed.cache); features: float16 (N, D).
 REGION_EMBEDDINGS = H5Schema("wish.region_embeddings", 1, ("keys", "features"))
 TEXT_EMBEDDINGS = H5Schema("wish.text_embeddings", 1, ("keys", "texts", "features"))
-RESPONSIBILITY_MAPS = H5Schema("wish.responsibility_maps", 1, ("frame_ids", "maps"))
+# responsibility: maps uint8 (N, 2, Hmax, Wmax) = round(255 * p), left then right, zero-padded; shapes (N, 2) = each
+# frame's (h, w) at work resolution. attrs: temperature, offsets, flow, camera_compensation, work_side.
+RESPONSIBILITY_MAPS = H5Schema("wish.responsibility_maps", 1, ("frame_ids", "maps", "shapes"))
 
 PARQUET_SCHEMAS = {s.name: s for s in (FRAMES, PHRASES, HANDS, MASKS, PSEUDOLABELS, PREDICTIONS, MOTION_SCORES)}
 H5_SCHEMAS = {s.name: s for s in (REGION_EMBEDDINGS, TEXT_EMBEDDINGS, RESPONSIBILITY_MAPS)}
