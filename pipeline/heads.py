@@ -69,12 +69,18 @@ class Sample:
     target: int  # region index, -1 for none
 
 
-def make_samples(frames: dict[str, FrameRegions], labels: pd.DataFrame) -> list[Sample]:
-    """One sample per pseudo-labelled detected hand in a frame with regions."""
+def make_samples(frames: dict[str, FrameRegions], labels: pd.DataFrame, silent_as_none: bool = True) -> list[Sample]:
+    """One sample per pseudo-labelled detected hand in a frame with regions.
+
+    silent_as_none=False drops narration rows where no phrase went to this hand: a narration names one object,
+    so its silence about the other hand is no evidence that the hand is empty.
+    """
     out = []
     for r in labels.itertuples():
         fr = frames.get(r.frame_id)
         if fr is None or fr.n_regions == 0 or not fr.hands[r.side].present:
+            continue
+        if not silent_as_none and not r.label and r.source == "narration" and not r.narration_id:
             continue
         idx = fr.index_of(int(r.mask_id)) if r.label else -1
         if r.label and idx < 0:

@@ -37,7 +37,7 @@ class FramesParams(Section):
     clips_csv: str | None = f"{DATA}/epic/clips.csv"
     narrations_csv: str = f"{DATA}/epic/annotations/EPIC_100_narrations_union_partial.csv"
     video_info_csv: str = f"{DATA}/epic/annotations/EPIC_100_video_info.csv"
-    stride: int = Field(4, ge=1)
+    stride: int = Field(6, ge=1)
     # Frames are stored downscaled so that the longer side is at most this (0 keeps native size).
     max_side: int = Field(854, ge=0)
     val_videos: list[str] = []
@@ -161,7 +161,7 @@ class MasksParams(Section):
 
 
 class OfflineEmbedParams(Section):
-    image_size: int = 160
+    image_size: int = 128
     # Extra context around the mask's box, as a fraction of its size.
     context: float = 0.1
     # What happens outside the mask inside the crop: "blur" keeps weak context, "grey" removes it.
@@ -210,6 +210,8 @@ class PseudolabelParams(Section):
     source: Literal["narration", "motion", "fused"] = "narration"
     # Below this match score a hand is labelled "holds nothing".
     min_score: float = 0.0
+    # Weight of the proposer's hand-contact prior against the narration match (0: text alone).
+    prior_weight: float = 0.0
     motion_threshold: float = 0.5
     fuse_weight: float = 0.5
     overlays: int = 16
@@ -224,6 +226,8 @@ class HeadsParams(Section):
     weight_decay: float = 1e-4
     batch_size: int = 64
     contact_threshold: float = 0.5
+    # Train "holds nothing" on hands the narration says nothing about (see pipeline.heads.make_samples).
+    silent_as_none: bool = False
 
 
 class ScoreParams(Section):

@@ -35,13 +35,20 @@ def _row(fr: FrameRegions, side: str, source: str, idx: int = -1, contact: float
                 source=source)
 
 
-def phrase_scores(fr: FrameRegions, texts: list[NarrationTexts], adapters: Adapters) -> list[tuple]:
-    """(narration_id, phrase, hand, {side: (R,) cosine}) for every phrase of the frame's narrations."""
+def phrase_scores(fr: FrameRegions, texts: list[NarrationTexts], adapters: Adapters,
+                  prior_weight: float = 0.0) -> list[tuple]:
+    """(narration_id, phrase, hand, {side: (R,) score}) for every phrase of the frame's narrations.
+
+    score = cosine + prior_weight * log(prior) / scale: at the adapters' temperature this multiplies the text
+    softmax by prior**prior_weight (a product of experts), so a region the narration names AND the proposer
+    ranks as hand-held wins over a look-alike far from the hand.
+    """
+    bias = prior_weight * np.log(fr.prior_scores() + 1e-3) / float(adapters.scale.detach())
     out = []
     for t in texts:
         sims = adapters.pair_scores(fr, t.side_feats())
         for j, (phrase, hand) in enumerate(zip(t.phrases, t.hands)):
-            out.append((t.narration_id, phrase, hand, {s: sims[s][:, j] for s in SIDES}))
+            out.append((t.narration_id, phrase, hand, {s: sims[s][:, j] + bias for s in SIDES}))
     return out
 
 
@@ -77,7 +84,7 @@ def pseudolabel_frame(fr: FrameRegions, texts: list[NarrationTexts], adapters: A
     """
     if fr.n_regions == 0:
         return [_row(fr, s, params.source) for s in SIDES]
-    scored = phrase_scores(fr, texts, adapters) if texts else []
+    scored = phrase_scores(fr, texts, adapters, params.prior_weight) if texts else []
     narr = assign_phrases(fr, scored, params.min_score)
     scale = float(adapters.scale.detach())
     rows = []

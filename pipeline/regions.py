@@ -26,7 +26,7 @@ from pipeline import rle as rle_utils
 from pipeline.types import SIDES, Hand, Proposal
 
 GEOM_NAMES = ("present", "center_dist", "gap_dist", "box_iou", "in_hand_box", "log_rel_size", "area_frac",
-              "touch", "dx", "dy")
+              "touch", "dx", "dy", "prior")
 GEOM_DIM = len(GEOM_NAMES)
 # The hand mask is dilated by this fraction of the image diagonal before testing contact: a held object
 # usually borders the hand mask rather than overlapping it.
@@ -52,6 +52,9 @@ class FrameRegions:
     areas: np.ndarray  # (R,) float
     rles: list[str]
     hands: dict[str, HandView]
+    # The proposer's own score in [0, 1] (for the offline backend: its hand-contact ranking cues), a prior that
+    # a region is a held object; all ones when a backend gives none.
+    priors: np.ndarray | None = None
     _geom: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -62,6 +65,11 @@ class FrameRegions:
         if side not in self._geom:
             self._geom[side] = pair_geometry(self, self.hands[side])
         return self._geom[side]
+
+    def prior_scores(self) -> np.ndarray:
+        if self.priors is None or len(self.priors) != self.n_regions:
+            return np.ones(self.n_regions, np.float32)
+        return np.clip(np.nan_to_num(np.asarray(self.priors, np.float32), nan=1.0), 0.0, 1.0)
 
     def index_of(self, mask_id: int) -> int:
         """Row of a mask_id, -1 for "none" or an id this frame does not have."""
@@ -86,7 +94,8 @@ class FrameRegions:
         return cls(frame_id, int(height), int(width), np.asarray([ids[i] for i in objs], np.int64),
                    features[objs].reshape(len(objs), features.shape[1]),
                    np.asarray([rle_utils.box(proposals[i].mask) for i in objs], np.float32).reshape(-1, 4),
-                   np.asarray([proposals[i].mask.sum() for i in objs], float), rles, views)
+                   np.asarray([proposals[i].mask.sum() for i in objs], float), rles, views,
+                   np.asarray([proposals[i].score for i in objs], np.float32))
 
 
 def _best_hand(hands: list[Hand], side: str) -> Hand | None:
@@ -123,6 +132,7 @@ def pair_geometry(fr: FrameRegions, hand: HandView) -> np.ndarray:
     out[:, 6] = fr.areas / float(fr.width * fr.height)
     out[:, 7] = _touch(fr, hand, gap_x, gap_y, diag)
     out[:, 8:10] = (rc - hc) / diag
+    out[:, 10] = fr.prior_scores()
     return out
 
 
@@ -183,4 +193,4 @@ def _from_tables(frame_id: str, masks: pd.DataFrame, feats: np.ndarray, hands: p
         views[side] = _hand_view(best, feat, str(masks.iloc[rows[0]]["rle"]) if len(rows) else None, feats.shape[1])
     return FrameRegions(frame_id, H, W, om["mask_id"].to_numpy(np.int64), feats[obj],
                         om[["x0", "y0", "x1", "y1"]].to_numpy(np.float32), om["area"].to_numpy(float),
-                        om["rle"].astype(str).tolist(), views)
+                        om["rle"].astype(str).tolist(), views, om["score"].to_numpy(np.float32))

@@ -23,7 +23,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     if not (p.heads.contact or p.heads.matching):
         raise WishError(params, "heads.contact and heads.matching are both false: nothing to train")
     regions = load_frame_regions(root, sorted(set(labels["frame_id"])))
-    samples = make_samples(regions, labels)
+    samples = make_samples(regions, labels, p.heads.silent_as_none)
     if not samples:
         raise WishError(labels_path, "no pseudo-labelled detected hand matches the region artifacts")
     heads, curve = train_heads(samples, p.heads, p.common.seed, resolve_device(p.common.device))
