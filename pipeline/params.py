@@ -207,7 +207,7 @@ class AlignParams(Section):
 
 
 class PseudolabelParams(Section):
-    source: Literal["narration", "motion", "fused"] = "narration"
+    source: Literal["narration", "motion", "fused"] = "fused"
     # Below this match score a hand is labelled "holds nothing".
     min_score: float = 0.0
     # Weight of the proposer's hand-contact prior against the narration match (0: text alone).
