@@ -161,7 +161,7 @@ class MasksParams(Section):
 
 
 class OfflineEmbedParams(Section):
-    image_size: int = 128
+    image_size: int = 160
     # Extra context around the mask's box, as a fraction of its size.
     context: float = 0.1
     # What happens outside the mask inside the crop: "blur" keeps weak context, "grey" removes it.

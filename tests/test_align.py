@@ -14,7 +14,7 @@ from pipeline.synth_wish import Encoders, make_world
 from wish_artifacts import write_artifacts, write_evalset
 
 FAST = {"align": {"hidden": 32, "out_dim": 16, "epochs": 8, "lr": 0.01, "dropout": 0.0},
-        "heads": {"hidden": 32, "epochs": 8, "lr": 0.01}, "pseudolabel": {"overlays": 2}}
+        "heads": {"hidden": 32, "epochs": 8, "lr": 0.01}, "pseudolabel": {"overlays": 2, "source": "narration"}}
 
 
 @pytest.fixture(scope="module")
