@@ -184,7 +184,9 @@ def info_nce(scores: torch.Tensor, pos: torch.Tensor, scale: torch.Tensor) -> tu
 
 
 def save_adapters(model: Adapters, path: str | Path) -> None:
-    torch.save({"config": asdict(model.cfg), "state_dict": model.state_dict()}, path)
+    from pipeline.io import save_torch
+
+    save_torch({"config": asdict(model.cfg), "state_dict": model.state_dict()}, path)
 
 
 def load_adapters(path: str | Path) -> Adapters:

@@ -193,7 +193,9 @@ class Heads:
         return {s: (m if holds else -1, pc, pm) for s, (m, holds, pc, pm) in self.decide_frame(fr).items()}
 
     def save(self, path: str | Path) -> None:
-        torch.save({"config": asdict(self.cfg),
+        from pipeline.io import save_torch
+
+        save_torch({"config": asdict(self.cfg),
                     "contact": None if self.contact is None else self.contact.state_dict(),
                     "matching": None if self.matching is None else self.matching.state_dict()}, path)
 

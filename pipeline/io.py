@@ -131,6 +131,20 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def save_torch(obj: object, path: str | Path) -> Path:
+    """torch.save through memory, then an atomic write. Saving to a file names the archive after the (random)
+    temp file, so identical weights gave different bytes and DVC re-ran every stage downstream."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with atomic_path(path, ".pt") as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return Path(path)
+
+
 def h5_check(f, schema: H5Schema, path: str | Path) -> None:
     """Validate an open h5py File against its schema (name, version, datasets)."""
     name, version = f.attrs.get("schema_name"), f.attrs.get("schema_version")
