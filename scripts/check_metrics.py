@@ -11,8 +11,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tolerance", type=float, default=0.02, help="max absolute change of any metric")
     ap.add_argument("--rev", default="HEAD", help="revision holding the committed metrics")
+    # Only committed metrics can be compared; the stage summaries under artifacts/ are git-ignored DVC outputs.
+    ap.add_argument("--targets", nargs="+", default=["metrics/score.json"], help="metrics files to compare")
     args = ap.parse_args(argv)
-    out = subprocess.run(["dvc", "metrics", "diff", args.rev, "--json", "--all"], check=True,
+    out = subprocess.run(["dvc", "metrics", "diff", args.rev, "--json", "--all", "--targets", *args.targets], check=True,
                          capture_output=True, text=True).stdout
     diff = json.loads(out or "{}")
     bad = []
