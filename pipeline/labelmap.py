@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.metrics import BOTH
+from pipeline.metrics import BOTH, mask_iou
 
 HAND_LABEL = {"left": 1, "right": 2}
 OBJECT_LABEL = {"left": 3, "right": 4}
@@ -40,17 +40,12 @@ class Decision:
         return float(np.prod(vals)) if vals else 0.0
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
-
-
 def object_masks(decisions: dict[str, Decision], objects: list[np.ndarray], both_iou: float) -> list[tuple[int, np.ndarray]]:
     """(label, mask) pairs in drawing order for the held objects of both hands."""
     held = {s: d for s, d in decisions.items() if d.holds}
     if len(held) == 2:
         left, right = objects[held["left"].mask_id], objects[held["right"].mask_id]
-        if held["left"].mask_id == held["right"].mask_id or _iou(left, right) > both_iou:
+        if held["left"].mask_id == held["right"].mask_id or mask_iou(left, right) > both_iou:
             return [(BOTH, left | right)]
     order = sorted(held.values(), key=lambda d: d.confidence)
     return [(OBJECT_LABEL[d.side], objects[d.mask_id]) for d in order]

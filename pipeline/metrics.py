@@ -38,7 +38,8 @@ MATCH_IOU = 0.5
 N_CLASSES = 6
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks (0 when both are empty)."""
     union = np.count_nonzero(a | b)
     return float(np.count_nonzero(a & b)) / union if union else 0.0
 
@@ -72,7 +73,7 @@ def score_frame(pred: np.ndarray, gt: np.ndarray) -> FrameScore:
 
 def _score_hand(pred: np.ndarray, gt: np.ndarray, hand_class: int) -> dict:
     gt_mask = gt == hand_class
-    ious = {c: _iou(gt_mask, pred == c) for c in HAND_CLASSES}
+    ious = {c: mask_iou(gt_mask, pred == c) for c in HAND_CLASSES}
     best = max(ious, key=lambda c: ious[c])
     matched = ious[best] >= MATCH_IOU
     return dict(hand_class=hand_class, matched=matched, side_correct=matched and best == hand_class,
