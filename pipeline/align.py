@@ -264,11 +264,9 @@ def _step(model: Adapters, fb_all: dict, tb_all: dict, frame_keys: list[list[int
 
 def training_narrations(frames, phrases, eval_videos: set[str], path=None) -> dict[str, list[str]]:
     """{frame_id: narration_ids with phrases} for split == "train" frames; refuses any eval-video frame."""
-    from pipeline.errors import WishError
+    from pipeline.data.evalset import refuse_eval_videos
 
-    leaked = sorted(set(frames.loc[frames["video_id"].isin(eval_videos), "video_id"]))
-    if leaked:
-        raise WishError(path, f"frames of eval videos {leaked} are in the training frames: refusing to train")
+    refuse_eval_videos(frames["video_id"], eval_videos, path, "refusing to train")
     with_phrases = set(phrases["narration_id"].astype(str))
     out = {}
     for r in frames[frames["split"] == "train"].itertuples():

@@ -40,14 +40,12 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Path = Metr
 
 def check_no_leak(root: Path, evalset: str) -> None:
     """Refuse to score on videos the model was trained on (ROOT/frames/frames.parquet, when present)."""
-    from pipeline.data.evalset import eval_video_ids
-    from pipeline.errors import WishError
+    from pipeline.data.evalset import eval_video_ids, refuse_eval_videos
     from pipeline.io import read_table
     from pipeline.schemas import FRAMES
 
     frames_path = root / "frames" / "frames.parquet"
     if not frames_path.is_file():
         return
-    leaked = set(read_table(frames_path, FRAMES)["video_id"].astype(str)) & eval_video_ids([evalset])
-    if leaked:
-        raise WishError(frames_path, f"training frames include eval videos {sorted(leaked)}: scores would be inflated")
+    refuse_eval_videos(read_table(frames_path, FRAMES)["video_id"], eval_video_ids([evalset]), frames_path,
+                       "scores would be inflated")

@@ -95,3 +95,10 @@ def eval_video_ids(dirs: list[str]) -> set[str]:
     for d in dirs:
         videos |= set(read_csv(Path(d) / "manifest.csv", ["video_id"])["video_id"].astype(str))
     return videos
+
+
+def refuse_eval_videos(video_ids, eval_videos: set[str], path: str | Path | None, consequence: str) -> None:
+    """The one leak check (align, pseudolabel, score): no training frame may come from an eval video."""
+    leaked = sorted({str(v) for v in video_ids} & set(eval_videos))
+    if leaked:
+        raise WishError(path, f"training frames include eval videos {leaked}: {consequence}")
