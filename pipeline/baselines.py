@@ -9,6 +9,9 @@ same frames and proposals.
   mask grown by ``score.nearest_dilation`` × the hand box's longer side.
 - ``baseline_narration``: the Stage-1 aligned embeddings score the proposals against the frame's own
   narration at test time (uses the eval set's narrations.csv: an upper-ish reference, not a fair competitor).
+- ``oracle_selection``: the ceiling of the choice: per detected hand, the available proposal with the best IoU
+  with that hand's GT object (after the hand masks are drawn over it), contact taken from the GT. What a
+  method loses below it is lost by choosing, not by perception.
 - ``pseudolabel``: WISH without Stage 2, i.e. the pseudo-labels Stage 1 would give these frames with their
   narrations; its scores are the pseudo-label quality.
 """
@@ -28,6 +31,8 @@ Method = Callable[[FrameContext, object, object], dict[str, Decision]]
 # What a method needs from Models, so the scorer builds only that (FrameRegions, narrations).
 NEEDS_REGIONS = {"wish", "wish_contact_only", "wish_matching_only", "baseline_narration", "pseudolabel"}
 NEEDS_NARRATIONS = {"baseline_narration", "pseudolabel"}
+# Ceilings that read the ground truth (FrameContext.gt): only `wish evaluate` / `score` can run them.
+NEEDS_GT = {"oracle_selection"}
 
 
 def _absent(side: str) -> Decision:
@@ -151,6 +156,27 @@ def pseudolabel(ctx: FrameContext, models, params) -> dict[str, Decision]:
     return out
 
 
+def oracle_selection(ctx: FrameContext, models, params) -> dict[str, Decision]:
+    from pipeline.errors import WishError
+    from pipeline.metrics import BOTH, mask_iou
+
+    if ctx.gt is None:
+        raise WishError(None, "oracle_selection reads the ground truth: run it with `wish evaluate` or `score`")
+    drawn = np.any(list(ctx.hand_masks.values()), axis=0) if ctx.hand_masks else np.zeros(ctx.shape, bool)
+    out = {}
+    for side, label in (("left", 3), ("right", 4)):
+        if ctx.hand(side) is None:
+            out[side] = _absent(side)
+            continue
+        target = (ctx.gt == label) | (ctx.gt == BOTH)
+        ious = [mask_iou(o & ~drawn, target) for o in ctx.objects] if target.any() else []
+        best = int(np.argmax(ious)) if ious else -1
+        held = best >= 0 and ious[best] > 0
+        out[side] = Decision(side, True, best if held else -1, contact_prob=float(target.any()),
+                             match_prob=float(ious[best]) if held else math.nan)
+    return out
+
+
 METHODS: dict[str, Method] = {
     "wish": wish,
     "wish_contact_only": wish_contact_only,
@@ -158,4 +184,5 @@ METHODS: dict[str, Method] = {
     "baseline_nearest": nearest,
     "baseline_narration": narration,
     "pseudolabel": pseudolabel,
+    "oracle_selection": oracle_selection,
 }

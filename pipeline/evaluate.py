@@ -19,7 +19,7 @@ from tqdm import tqdm
 from pipeline.errors import WishError
 from pipeline.io import write_csv, write_image, write_json, write_table
 from pipeline.labelmap import compose, overlay, side_by_side
-from pipeline.metrics import CLASS_NAMES, Scorer
+from pipeline.metrics import CLASS_NAMES, OBJECT_CLASSES, Scorer
 from pipeline.predict import FrameContext, prediction_rows, predictions_frame
 from pipeline.schemas import PREDICTIONS
 
@@ -55,6 +55,7 @@ def evaluate(evalset_dir: str | Path, methods: list[str], models, params, out: P
     if not methods:
         raise WishError(Path(evalset_dir) / "narrations.csv", f"every requested method needs narrations: {skipped}")
     scorers = {m: Scorer() for m in methods}
+    recall = ProposalRecall()
     rows, per_frame = [], []
     for frame in tqdm(es.frames, desc="evaluate", unit="frame"):
         gt, image = es.labels(frame), es.image(frame)
@@ -62,6 +63,8 @@ def evaluate(evalset_dir: str | Path, methods: list[str], models, params, out: P
             raise WishError(frame.label_path, f"label map {gt.shape} does not match image {image.shape[:2]}")
         narr = es.narrations_for(frame.image_id)
         ctx = models.context(frame.image_id, image, narr, with_regions=bool(NEEDS_REGIONS & set(methods)))
+        ctx.gt = gt
+        recall.add(ctx)
         results = run_methods(ctx, methods, models, params)
         for m, (decisions, label_map) in results.items():
             fs = scorers[m].add(label_map, gt)
@@ -72,13 +75,43 @@ def evaluate(evalset_dir: str | Path, methods: list[str], models, params, out: P
         if params.score.overlays:
             panels = [("GT", gt), (methods[0], results[methods[0]][1])]
             write_image(side_by_side(image, panels), out / "overlays" / f"{frame.image_id}.png")
-    metrics = flat_metrics({m: s.result() for m, s in scorers.items()})
+    metrics = flat_metrics({m: s.result() for m, s in scorers.items()} | {"proposals": recall.result()})
     meta = dict(evalset=str(evalset_dir), methods=",".join(methods), skipped=",".join(skipped))
     write_table(predictions_frame(rows), PREDICTIONS, out / "predictions.parquet", meta)
     write_json(metrics, out / "metrics.json")
     write_csv(per_class_table(scorers), out / "per_class.csv")
     write_csv(pd.DataFrame(per_frame), out / "per_frame.csv")
     return metrics
+
+
+class ProposalRecall:
+    """What the proposals allow, before any choice: per GT object class (3/4/5, one target per class and frame)
+    the best IoU of an object proposal with it after the predicted hand masks are drawn over the proposal (as
+    the label map draws them). Written as "proposals.*": recall at IoU >= 0.5 per class and overall, mean best IoU."""
+
+    def __init__(self) -> None:
+        self.best: dict[int, list[float]] = {c: [] for c in OBJECT_CLASSES}
+
+    def add(self, ctx: FrameContext) -> None:
+        from pipeline.metrics import mask_iou
+
+        drawn = np.any(list(ctx.hand_masks.values()), axis=0) if ctx.hand_masks else np.zeros(ctx.shape, bool)
+        visible = [o & ~drawn for o in ctx.objects]
+        for c in OBJECT_CLASSES:
+            target = ctx.gt == c
+            if target.any():
+                self.best[c].append(max((mask_iou(v, target) for v in visible), default=0.0))
+
+    def result(self) -> dict:
+        out: dict = {}
+        every = [v for c in OBJECT_CLASSES for v in self.best[c]]
+        for c in OBJECT_CLASSES:
+            if self.best[c]:
+                out[f"recall_iou0.5.{CLASS_NAMES[c]}"] = float(np.mean(np.asarray(self.best[c]) >= 0.5))
+        out["recall_iou0.5"] = float(np.mean(np.asarray(every) >= 0.5)) if every else None
+        out["mean_best_iou"] = float(np.mean(every)) if every else None
+        out["n_gt_objects"] = len(every)
+        return out
 
 
 def flat_metrics(results: dict[str, dict]) -> dict:
@@ -90,7 +123,7 @@ def flat_metrics(results: dict[str, dict]) -> dict:
     return flat
 
 
-HEADLINE = ("object_miou", "hand_miou", "hand_side_accuracy", "contact_accuracy")
+HEADLINE = ("object_miou", "hand_miou", "hand_recall", "hand_side_accuracy", "contact_accuracy")
 GT_COUNTS = ("n_frames", "n_gt_hands", "n_gt_hands_holding")
 
 
@@ -99,8 +132,9 @@ def dvc_metrics(flat: dict) -> dict:
     tolerance: headline rates and class IoUs per method, the eval set's GT counts once as "evalset.*".
     Left out: prediction-dependent pixel/hand counts (they move by more than any tolerance on a one-pixel
     change), IoUs of classes absent from the GT (false positives only), and undefined values (None)."""
-    methods = list(dict.fromkeys(k.split(".", 1)[0] for k in flat))
-    out = {f"evalset.{c}": flat[f"{methods[0]}.{c}"] for c in GT_COUNTS} if methods else {}
+    out = {k: v for k, v in flat.items() if k.startswith("proposals.") and v is not None}
+    methods = [m for m in dict.fromkeys(k.split(".", 1)[0] for k in flat) if m != "proposals"]
+    out |= {f"evalset.{c}": flat[f"{methods[0]}.{c}"] for c in GT_COUNTS} if methods else {}
     for m in methods:
         present = [n for c, n in CLASS_NAMES.items() if flat.get(f"{m}.gt_pixels.{n}", 0) > 0]
         for key in [*HEADLINE, *(f"iou.{n}" for n in present)]:
@@ -121,10 +155,10 @@ def per_class_table(scorers: dict[str, Scorer]) -> pd.DataFrame:
 
 def predict(inputs, method: str, models, params, out: Path, overlays: bool = True) -> pd.DataFrame:
     """Narration-free prediction on (image_id, image) pairs; writes labels/, overlays/, predictions.parquet."""
-    from pipeline.baselines import NEEDS_NARRATIONS, NEEDS_REGIONS
+    from pipeline.baselines import NEEDS_GT, NEEDS_NARRATIONS, NEEDS_REGIONS
 
-    if method in NEEDS_NARRATIONS:
-        raise WishError(None, f"method {method!r} needs narrations; `wish predict` runs without them")
+    if method in NEEDS_NARRATIONS | NEEDS_GT:
+        raise WishError(None, f"method {method!r} needs narrations or ground truth; `wish predict` has neither")
     rows = []
     for image_id, image in tqdm(inputs, desc="predict", unit="image"):
         ctx = models.context(image_id, image, None, with_regions=method in NEEDS_REGIONS)

@@ -39,29 +39,18 @@ class HandDetector:
     def detect(self, image_rgb: np.ndarray) -> list[Hand]:
         """Detect hands on an RGB uint8 (H, W, 3) image; sides follow `side_source`."""
         h, w = image_rgb.shape[:2]
-        raw = [d for view in self._views() for d in self._run(image_rgb, *view)]
-        raw = _dedupe(raw, self.p.dedupe_iou)[: self.p.max_hands]
-        hands = [_make_hand(lm, side, score, w, h, self.p.box_margin) for lm, side, score in raw]
+        raw: list[tuple[np.ndarray, str, float]] = []
+        for group in self.p.cascade:
+            raw += [d for name in group for d in self._run(image_rgb, self.p.views[name])]
+            merged = merge_detections(raw, self.p.dedupe_iou, self.p.max_hands)
+            if len(merged) >= self.p.max_hands:
+                break  # the later groups only rescue hands the first ones missed
+        hands = [_make_hand(lm, side, score, w, h, self.p.box_margin) for lm, side, score in merged]
         return assign_sides(hands, self.p.side_source, self.p.side_min_confidence)
 
-    def _views(self) -> list[tuple[tuple[float, float], float]]:
-        """(x range as image fractions, pad fraction) of every detection pass.
-
-        Padding lets the palm detector see hands cut by the frame edge whole, at a smaller scale; the two
-        overlapping 60%-wide halves are near-square, so the detector's square input sees small hands larger.
-        """
-        views = [((0.0, 1.0), 0.0)] + [((0.0, 1.0), f) for f in self.p.pad_fracs if f > 0]
-        if self.p.split_halves:
-            views += [((0.0, 0.6), 0.0), ((0.4, 1.0), 0.0)]
-        return views
-
-    def _run(self, image: np.ndarray, xrange: tuple[float, float], pad_frac: float) -> list[tuple[np.ndarray, str, float]]:
-        """One MediaPipe pass on a crop/padding of `image`; landmarks come back in `image` pixels."""
-        w = image.shape[1]
-        cx0, cx1 = int(round(xrange[0] * w)), int(round(xrange[1] * w))
-        crop = image[:, cx0:cx1]
-        px, py = int(round(pad_frac * crop.shape[1])), int(round(pad_frac * crop.shape[0]))
-        img = np.pad(crop, ((py, py), (px, px), (0, 0))) if pad_frac > 0 else crop
+    def _run(self, image: np.ndarray, view) -> list[tuple[np.ndarray, str, float]]:
+        """One MediaPipe pass on a view (crop, padding, rotation) of `image`; landmarks in `image` pixels."""
+        img, to_image = view_image(image, view.crop, view.pad, view.rotate)
         if self.p.mirror_input:
             img = img[:, ::-1]
         res = self._mp.process(np.ascontiguousarray(img))
@@ -70,7 +59,7 @@ class HandDetector:
             xy = np.array([(q.x, q.y) for q in lms.landmark], np.float32)
             if self.p.mirror_input:
                 xy[:, 0] = 1.0 - xy[:, 0]
-            xy = xy * np.array([img.shape[1], img.shape[0]], np.float32) - np.array([px - cx0, py], np.float32)
+            xy = to_image(xy * np.array([img.shape[1], img.shape[0]], np.float32))
             cls = handed.classification[0]
             out.append((xy, _wearer_side(cls.label, self.p.mirror_input), float(cls.score)))
         return out
@@ -142,16 +131,58 @@ def _box_iou(a: tuple, b: tuple) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _dedupe(raw: list[tuple[np.ndarray, str, float]], iou: float) -> list[tuple[np.ndarray, str, float]]:
-    """Greedy NMS over the unclipped landmark boxes of all passes, highest handedness score first."""
+def view_image(image: np.ndarray, crop: tuple, pad: tuple, rotate: float):
+    """The view's image (crop, zero padding, rotation about its centre) and a function that maps (N, 2)
+    pixel points of the view back to `image` pixels."""
+    import cv2
+
+    H, W = image.shape[:2]
+    x0, y0 = int(round(crop[0] * W)), int(round(crop[1] * H))
+    x1, y1 = int(round(crop[2] * W)), int(round(crop[3] * H))
+    c = image[y0:y1, x0:x1]
+    l, t = int(round(pad[0] * c.shape[1])), int(round(pad[1] * c.shape[0]))
+    r, b = int(round(pad[2] * c.shape[1])), int(round(pad[3] * c.shape[0]))
+    img = np.pad(c, ((t, b), (l, r), (0, 0))) if (l or t or r or b) else c
+    inverse = None
+    if rotate:
+        m = cv2.getRotationMatrix2D((img.shape[1] / 2, img.shape[0] / 2), rotate, 1.0)
+        img = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]))
+        inverse = cv2.invertAffineTransform(m).astype(np.float32)
+    offset = np.array([l - x0, t - y0], np.float32)
+
+    def to_image(xy: np.ndarray) -> np.ndarray:
+        if inverse is not None:
+            xy = xy @ inverse[:, :2].T + inverse[:, 2]
+        return (xy - offset).astype(np.float32)
+    return img, to_image
+
+
+def merge_detections(raw: list[tuple[np.ndarray, str, float]], iou: float,
+                     max_hands: int) -> list[tuple[np.ndarray, str, float]]:
+    """Cluster the detections of all views by landmark-box IoU (greedy, highest handedness score first).
+
+    A cluster keeps its best-scored landmarks; its side is the score-weighted vote of its members (views
+    disagree on hands cut by the frame edge), its score the best score times the vote's share. Clusters
+    found by more views come first, so a one-view false positive cannot push out a hand seen by several.
+    """
     def box(lm: np.ndarray) -> tuple:
         return (*lm.min(0).tolist(), *lm.max(0).tolist())
 
-    kept: list[tuple[np.ndarray, str, float]] = []
-    for item in sorted(raw, key=lambda r: -r[2]):
-        if all(_box_iou(box(item[0]), box(k[0])) < iou for k in kept):
-            kept.append(item)
-    return kept
+    clusters: list[list[tuple[np.ndarray, str, float]]] = []
+    for det in sorted(raw, key=lambda r: -r[2]):
+        home = next((c for c in clusters if _box_iou(box(det[0]), box(c[0][0])) >= iou), None)
+        if home is None:
+            clusters.append([det])
+        else:
+            home.append(det)
+    out = []
+    for c in clusters:
+        votes = {s: sum(sc for _, side, sc in c if side == s) for s in SIDES}
+        side = max(SIDES, key=lambda s: votes[s])
+        share = votes[side] / max(sum(votes.values()), 1e-9)
+        out.append((len(c), c[0][0], side, c[0][2] * share))
+    out.sort(key=lambda o: (-o[0], -o[3]))
+    return [(lm, side, score) for _, lm, side, score in out[:max_hands]]
 
 
 def hands_to_rows(frame_id: str, hands: Iterable[Hand], backend: str = BACKEND) -> list[dict]:

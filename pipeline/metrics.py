@@ -12,9 +12,11 @@ Definitions (the README quotes these):
   set). Classes absent from GT are left out of the mean, so false positives of an absent class (e.g. 5, "both
   hands", which many eval sets never contain) do not count here; they still show in that class's IoU (0) and
   in the contact accuracy. ``hand_miou`` is the same over classes 1, 2. ``None`` when no class is present.
-- **Hand-side accuracy**: a GT hand is the GT mask of class 1 (left) or 2 (right) in a frame, if non-empty.
-  It is *matched* when the predicted hand mask (pred class 1 or 2) with the highest IoU with it reaches
-  IoU ≥ 0.5; side accuracy = fraction of matched GT hands whose best predicted mask has the GT side.
+- **Hand recall and side accuracy**: a GT hand is the GT mask of class 1 (left) or 2 (right) in a frame, if
+  non-empty. It is *matched* (found) when the predicted hand mask (pred class 1 or 2) with the highest IoU with
+  it reaches IoU ≥ 0.5; ``hand_recall`` = matched GT hands / all GT hands. ``hand_side_accuracy`` = fraction of
+  ALL GT hands that are matched by a predicted mask of the GT side (a missed hand counts as wrong, so side
+  errors cannot hide behind misses); ``hand_side_accuracy_matched`` is the same over matched hands only.
   Pixels where an object is drawn over a hand count as object, in GT and prediction alike.
 - **Contact accuracy**: per GT hand (as above, matched or not), GT *holds* iff the frame has a GT pixel of
   that hand's object class (3 for left, 4 for right) or of class 5; the prediction *holds* iff the predicted
@@ -109,7 +111,9 @@ class Scorer:
         out["object_miou"] = self._mean_present(iou, OBJECT_CLASSES)
         out["hand_miou"] = self._mean_present(iou, HAND_CLASSES)
         matched = [h for h in self.hands if h["matched"]]
-        out["hand_side_accuracy"] = _frac([h["side_correct"] for h in matched])
+        out["hand_recall"] = _frac([h["matched"] for h in self.hands])
+        out["hand_side_accuracy"] = _frac([h["side_correct"] for h in self.hands])
+        out["hand_side_accuracy_matched"] = _frac([h["side_correct"] for h in matched])
         out["contact_accuracy"] = _frac([h["gt_holds"] == h["pred_holds"] for h in self.hands])
         out.update({"n_frames": self.n_frames, "n_gt_hands": len(self.hands), "n_gt_hands_matched": len(matched),
                     "n_gt_hands_holding": sum(h["gt_holds"] for h in self.hands)})

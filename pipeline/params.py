@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import WishError
 
@@ -68,6 +68,39 @@ class NounsParams(Section):
         return v
 
 
+class HandViewParams(Section):
+    crop: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    pad: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    rotate: float = 0.0
+
+    @field_validator("crop")
+    @classmethod
+    def _crop_inside(cls, v: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        if not (0 <= v[0] < v[2] <= 1 and 0 <= v[1] < v[3] <= 1):
+            raise ValueError("crop must be x0 < x1, y0 < y1 within [0, 1]")
+        return v
+
+
+def _view(crop=(0.0, 0.0, 1.0, 1.0), pad=(0.0, 0.0, 0.0, 0.0), rotate=0.0) -> HandViewParams:
+    return HandViewParams(crop=crop, pad=pad, rotate=rotate)
+
+
+DEFAULT_HAND_VIEWS = {
+    "full": _view(),
+    "pad25": _view(pad=(0.25, 0.25, 0.25, 0.25)),
+    "half_left": _view(crop=(0.0, 0.0, 0.6, 1.0)),
+    "half_right": _view(crop=(0.4, 0.0, 1.0, 1.0)),
+    "half_left_pad": _view(crop=(0.0, 0.0, 0.6, 1.0), pad=(0.15, 0.15, 0.15, 0.4)),
+    "pad_bottom": _view(pad=(0.1, 0.0, 0.1, 0.6)),
+    "top_right": _view(crop=(0.4, 0.0, 1.0, 0.65), pad=(0.1, 0.1, 0.1, 0.1)),
+    "centre": _view(crop=(0.2, 0.1, 0.8, 0.9), pad=(0.1, 0.1, 0.1, 0.1)),
+    "rot+30": _view(pad=(0.2, 0.2, 0.2, 0.2), rotate=30.0),
+    "rot-30": _view(pad=(0.2, 0.2, 0.2, 0.2), rotate=-30.0),
+    "rot-60": _view(pad=(0.2, 0.2, 0.2, 0.2), rotate=-60.0),
+    "rot-90": _view(pad=(0.1, 0.1, 0.1, 0.1), rotate=-90.0),
+}
+
+
 class HandsParams(Section):
     backend: Literal["mediapipe"] = "mediapipe"
     # Where the left/right label comes from: the model's handedness, the image position, or the model unless
@@ -83,12 +116,26 @@ class HandsParams(Section):
     # (scripts/measure_hands.py evalset).
     min_detection_confidence: float = 0.1
     model_complexity: Literal[0, 1] = 1
-    # Extra detection passes on the frame zero-padded by these fractions per side (hands cut by the frame
-    # edge look whole there); detections of all passes are merged by NMS at dedupe_iou on landmark boxes.
-    pad_fracs: list[float] = [0.25]
-    # Two more passes on the overlapping left/right 60% of the frame (small hands appear larger there).
-    split_halves: bool = False
+    # Detection passes ("views"): a crop of the frame (x0, y0, x1, y1 as fractions), zero padding around it
+    # (left, top, right, bottom as fractions of the crop) and a rotation in degrees. Crops make small hands
+    # larger for the palm detector, padding shows hands cut by the frame edge whole, rotations catch arms
+    # reaching up or sideways. `cascade` runs groups of views in order and stops once max_hands hands are
+    # found (most frames stop after the first group). Detections of all passes are clustered at dedupe_iou
+    # on landmark boxes; a cluster's side is its score-weighted vote. Chosen on training frames with weak labels
+    # (stable-grasp clips and extra_frames.csv, scripts/measure_hands.py weak), then confirmed on dev.
+    views: dict[str, HandViewParams] = Field(default_factory=lambda: dict(DEFAULT_HAND_VIEWS))
+    cascade: list[list[str]] = [["full", "pad25", "half_left", "half_right"],
+                                ["rot+30", "half_left_pad", "rot-30", "rot-60", "rot-90", "pad_bottom", "top_right",
+                                 "centre"]]
     dedupe_iou: float = 0.3
+
+    @model_validator(mode="after")
+    def _cascade_views_exist(self) -> "HandsParams":
+        unknown = sorted({v for group in self.cascade for v in group} - set(self.views))
+        if unknown or not any(self.cascade):
+            raise ValueError(f"hands.cascade must name views of hands.views (unknown: {unknown})")
+        return self
+
     # Box = landmark extent grown by this fraction of its width/height per side (landmarks miss the palm edge).
     box_margin: float = 0.15
 
@@ -152,9 +199,27 @@ class OfflineProposalParams(Section):
     workers: int = Field(2, ge=1)
 
 
+class HandMaskParams(Section):
+    # How every backend's hand masks are drawn (VISOR/EgoHOS masks are hand + visible forearm):
+    # "grabcut" (landmark skeleton as sure foreground, hull band + forearm corridor as probable foreground),
+    # or "superpixel" (the landmark hull grown through hand-coloured superpixels, offline.hand_* params).
+    # Measured on dev hand mIoU (scripts/measure_perception.py): superpixel 0.38, grabcut 0.65.
+    method: Literal["grabcut", "superpixel"] = "grabcut"
+    # probable foreground: the landmark hull grown by this many hand sizes ...
+    band: float = Field(0.1, ge=0)
+    # ... and a corridor from the wrist away from the fingers, this many palm widths wide and hand sizes long
+    forearm_width: float = Field(1.3, ge=0)
+    forearm_length: float = Field(6.0, ge=0)
+    skeleton_thickness: float = Field(0.06, gt=0)
+    # GrabCut runs on a crop around the hand downscaled to this longer side, for this many iterations.
+    work_side: int = Field(300, ge=32)
+    iterations: int = Field(4, ge=1)
+
+
 class MasksParams(Section):
     backend: Literal["offline", "sam", "sam_hands", "gsam"] = "offline"
     max_proposals: int = 100
+    hand_mask: HandMaskParams = HandMaskParams()
     offline: OfflineProposalParams = OfflineProposalParams()
     sam: SamParams = SamParams()
     gsam: GsamParams = GsamParams()
@@ -235,8 +300,9 @@ class ScoreParams(Section):
     overlays: bool = True
     # Methods scored by the `score` stage: the model and each baseline (see pipeline/baselines.py).
     methods: list[Literal["wish", "wish_contact_only", "wish_matching_only", "baseline_nearest",
-                          "baseline_narration", "pseudolabel"]] = [
-        "wish", "wish_contact_only", "wish_matching_only", "baseline_nearest", "baseline_narration", "pseudolabel"]
+                          "baseline_narration", "pseudolabel", "oracle_selection"]] = [
+        "wish", "wish_contact_only", "wish_matching_only", "baseline_nearest", "baseline_narration", "pseudolabel",
+        "oracle_selection"]
     # Left and right held objects with IoU above this become one "both hands" object (EgoHOS id 5).
     both_iou: float = Field(0.5, ge=0.0, le=1.0)
     # Nearest-proposal baseline: a proposal is in contact if it touches the hand mask grown by this fraction

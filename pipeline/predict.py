@@ -40,6 +40,8 @@ class FrameContext:
     regions: object | None = None
     # the frame's narrations (eval-set narrations.csv rows); only narration-based baselines read them
     narrations: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # the GT label map when scoring; only the oracle ceilings (baselines.NEEDS_GT) read it
+    gt: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -147,23 +149,17 @@ class Models:
 
     def context(self, image_id: str, image: np.ndarray, narrations: pd.DataFrame | None = None,
                 with_regions: bool = True) -> FrameContext:
+        from pipeline.masks.run import frame_proposals
+
         hands = self.detector.detect(image)
-        raw = self.proposer(image, hands)
-        # objects first, so that a region's mask_id (its row in `proposals`) is its index in ctx.objects
-        proposals = [q for q in raw if q.kind == "object"] + self._hand_proposals(image, hands, raw)
+        # the masks stage's own path (objects first, so a region's mask_id is its index in ctx.objects)
+        proposals = frame_proposals(self.proposer, image, hands, self.p.masks)
         objects = [q.mask for q in proposals if q.kind == "object"]
         ctx = FrameContext(image_id, image, hands, _hand_masks_by_side(hands, proposals), objects,
                            narrations=pd.DataFrame() if narrations is None else narrations)
         if with_regions:
             ctx.regions = self.frame_regions(ctx, proposals)
         return ctx
-
-    def _hand_proposals(self, image: np.ndarray, hands: list[Hand], raw: list[Proposal]) -> list[Proposal]:
-        """The backend's hand masks; backends that give none get the shared landmark-grown ones."""
-        from pipeline.masks.handmask import hand_masks
-
-        given = [q for q in raw if q.kind == "hand"]
-        return given if given or not hands else hand_masks(image, hands, work_side=self.p.masks.offline.work_side)
 
     def frame_regions(self, ctx: FrameContext, proposals: list[Proposal]):
         """FrameRegions of `proposals` (objects first, so region mask_ids index ctx.objects)."""

@@ -79,10 +79,13 @@ def _check_out(out: Path) -> None:
 
 def summary(metrics: dict) -> str:
     """One line per method with the headline numbers."""
-    methods = list(dict.fromkeys(k.split(".", 1)[0] for k in metrics))
-    cols = ("object_miou", "hand_miou", "hand_side_accuracy", "contact_accuracy")
+    methods = [m for m in dict.fromkeys(k.split(".", 1)[0] for k in metrics) if m != "proposals"]
+    cols = ("object_miou", "hand_miou", "hand_recall", "hand_side_accuracy", "contact_accuracy")
     fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
     lines = [f"{'method':<20}" + "".join(f"{c:>20}" for c in cols)]
     for m in methods:
         lines.append(f"{m:<20}" + "".join(f"{fmt(metrics.get(f'{m}.{c}')):>20}" for c in cols))
+    if metrics.get("proposals.mean_best_iou") is not None:
+        lines.append(f"proposals: recall@IoU0.5 {metrics['proposals.recall_iou0.5']:.3f}, mean best IoU "
+                     f"{metrics['proposals.mean_best_iou']:.3f} over {metrics['proposals.n_gt_objects']} GT objects")
     return "\n".join(lines)

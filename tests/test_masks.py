@@ -46,11 +46,19 @@ def synthetic_scene() -> tuple[np.ndarray, Hand, np.ndarray, np.ndarray]:
     far = np.zeros((240, 320), bool)
     far[30:75, 240:285] = True
     img[far] = (50, 170, 60)
-    ys, xs = np.nonzero(hand)
-    pick = np.linspace(0, len(xs) - 1, 21).astype(int)
-    lm = np.stack([xs[pick], ys[pick]], 1).astype(np.float32)
-    h = Hand(hand_id=0, side="right", score=0.9, box=(60, 130, 141, 240), landmarks=lm)
+    h = Hand(hand_id=0, side="right", score=0.9, box=(60, 130, 141, 240), landmarks=hand_landmarks())
     return img, h, held, far
+
+
+def hand_landmarks(tips_y: float = 142.0, finger_x: tuple = (80.0, 94.0, 106.0, 120.0)) -> np.ndarray:
+    """21 points in MediaPipe's layout (wrist 0; thumb 1-4; index, middle, ring, pinky 5-8 ... 17-20) for the
+    synthetic hand: wrist at the bottom, fingers pointing up at the held box."""
+    lm = [(100.0, 235.0)]
+    lm += [(100 - 10 * k, 215 - 14 * k) for k in range(1, 5)]  # thumb, up and to the left
+    for x in finger_x:
+        base = 100 + (x - 100) * 0.3
+        lm += [(base + (x - base) * k / 3, 185 - (185 - tips_y) * k / 3) for k in range(4)]
+    return np.array(lm, np.float32)
 
 
 def test_offline_finds_and_ranks_held_object():
@@ -77,8 +85,11 @@ def test_hand_mask_covers_synthetic_hand():
 
 def test_hand_mask_leaves_out_object_inside_landmark_hull():
     img, hand, held, _ = synthetic_scene()
-    corners = np.array([[80, 95], [124, 95], [80, 139], [124, 139]], np.float32)  # fingers around the box
-    hand.landmarks = np.concatenate([hand.landmarks[:17], corners])
+    # fingertips reach up on both sides of the box (a grasp), so the landmark hull covers part of it
+    hand.landmarks = hand_landmarks(tips_y=118.0, finger_x=(64.0, 68.0, 140.0, 144.0))
+    hull = np.zeros(img.shape[:2], np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(hand.landmarks).astype(np.int32)), 1)
+    assert (hull.astype(bool) & held).sum() > 0.2 * held.sum()  # the premise: the hull covers part of the box
     (mask,) = hand_masks(img, [hand])
     assert (mask.mask & held).sum() < 0.1 * held.sum() and mask.mask[200, 100]
 

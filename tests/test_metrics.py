@@ -69,9 +69,17 @@ def test_hand_match_needs_iou_half():
     gt = _map(lh=(1, 0, 4, 0, 4))  # 16 px
     pred = _map(lh=(1, 0, 4, 0, 2))  # 8 px inside: IoU 0.5 exactly -> matched
     assert score_frame(pred, gt).hands[0]["matched"]
-    pred = _map(lh=(1, 0, 3, 0, 2))  # 6 px: IoU 0.375 -> not matched, so side accuracy is undefined
+    pred = _map(lh=(1, 0, 3, 0, 2))  # 6 px: IoU 0.375 -> not matched: a miss, so its side counts as wrong
     r = score_maps([(pred, gt)])
-    assert r["n_gt_hands_matched"] == 0 and r["hand_side_accuracy"] is None
+    assert r["n_gt_hands_matched"] == 0 and r["hand_recall"] == 0.0
+    assert r["hand_side_accuracy"] == 0.0 and r["hand_side_accuracy_matched"] is None
+
+
+def test_side_accuracy_counts_missed_hands_as_wrong():
+    gt = _map(lh=(1, 0, 4, 0, 4), rh=(2, 6, 10, 6, 10))
+    pred = _map(lh=(1, 0, 4, 0, 4))  # right hand missed
+    r = score_maps([(pred, gt)])
+    assert r["hand_recall"] == 0.5 and r["hand_side_accuracy"] == 0.5 and r["hand_side_accuracy_matched"] == 1.0
 
 
 def test_contact_accuracy_counts_missed_hands_as_empty():

@@ -215,13 +215,30 @@ def _score(monkeypatch, tmp_path, evalset, extra=""):
     return main(["score", "--params", str(params), "--root", str(root), "--metrics-dir", str(metrics)]), root, metrics
 
 
+def test_oracle_selection_is_the_choice_ceiling(monkeypatch, tmp_path, evalset, capsys):
+    """With proposals that hold every GT object, choosing the best one per hand is perfect where the heads are not,
+    and `wish predict` refuses the oracle (it reads the GT)."""
+    rc, root, metrics = _score(monkeypatch, tmp_path, evalset, "")
+    params = tmp_path / "oracle.yaml"
+    params.write_text(f"score:\n  evalset: {evalset}\n  methods: [wish, oracle_selection]\n")
+    assert main(["score", "--params", str(params), "--root", str(root), "--metrics-dir", str(metrics)]) == 0
+    m = json.loads((metrics / "score.json").read_text())
+    assert m["oracle_selection.object_miou"] == 1.0 > m["wish.object_miou"]
+    assert m["oracle_selection.contact_accuracy"] == 1.0
+    assert main(["predict", str(evalset / "images"), "--method", "oracle_selection", "--params", str(params),
+                 "--root", str(root), "--out", str(tmp_path / "pred")]) == 2
+    assert "ground truth" in capsys.readouterr().err
+
+
 def test_score_stage_writes_flat_rounded_metrics_and_plots_csv(monkeypatch, tmp_path, evalset):
     rc, root, metrics = _score(monkeypatch, tmp_path, evalset)
     assert rc == 0
     m = json.loads((metrics / "score.json").read_text())
     assert m["wish.iou.left_object"] == round(16 / 136, 4) == 0.1176
     assert m["baseline_nearest.object_miou"] == 1.0
-    assert {k.split(".")[0] for k in m} == {"wish", "baseline_nearest", "evalset"}
+    assert {k.split(".")[0] for k in m} == {"wish", "baseline_nearest", "evalset", "proposals"}
+    # the fake proposals hold every GT object exactly: the proposal ceiling is perfect
+    assert (m["proposals.recall_iou0.5"], m["proposals.mean_best_iou"], m["proposals.n_gt_objects"]) == (1.0, 1.0, 3)
     assert (m["evalset.n_frames"], m["evalset.n_gt_hands"], m["evalset.n_gt_hands_holding"]) == (2, 4, 3)
     # only stable, defined numbers are tracked: no pixel counts, no IoU of the GT-absent class 5
     assert not any("pixels" in k or "both_object" in k or v is None for k, v in m.items())

@@ -1,4 +1,5 @@
-"""Hand masks from detected hands: the landmark hull grown into superpixels of the hand's own colour.
+"""Hand masks from detected hands, for every backend: GrabCut with a forearm prior (pipeline.masks.grabcut,
+the default) or the landmark hull grown into superpixels of the hand's own colour (below).
 
 The hull of the 21 landmarks covers the palm and fingers but not the forearm, which VISOR/EgoHOS hand masks
 include; growing through adjacent superpixels whose colour matches the hull's recovers the bare forearm
@@ -73,16 +74,27 @@ def hand_regions(image: np.ndarray, hands: list[Hand], scale: float, labels: np.
     return masks
 
 
-def hand_masks(image: np.ndarray, hands: list[Hand], work_side: int = 427, scale_k: int = 100,
-               colour_k: float = 1.0, reach: float = 2.0, max_growth: float = 4.0) -> list[Proposal]:
-    """Full-resolution hand Proposals (kind="hand") for any backend, with its own superpixels."""
+def hand_masks(image: np.ndarray, hands: list[Hand], masks_params=None) -> list[Proposal]:
+    """Full-resolution hand Proposals (kind="hand") for any backend, drawn as `masks_params.hand_mask` says
+    (defaults: MasksParams())."""
     if not hands:
         return []
-    small, scale = work_image(image, work_side)
-    seg = cv2.ximgproc.segmentation.createGraphSegmentation(sigma=0.8, k=scale_k, min_size=50)
+    if masks_params is None:
+        from pipeline.params import MasksParams
+
+        masks_params = MasksParams()
+    if masks_params.hand_mask.method == "grabcut":
+        from pipeline.masks.grabcut import grabcut_hand_masks
+
+        full = grabcut_hand_masks(image, hands, masks_params.hand_mask)
+        return [Proposal(m, float(np.clip(h.score, 0, 1)), kind="hand", side=h.side, hand_id=h.hand_id)
+                for m, h in zip(full, hands)]
+    op = masks_params.offline
+    small, scale = work_image(image, op.work_side)
+    seg = cv2.ximgproc.segmentation.createGraphSegmentation(sigma=op.sigma, k=100, min_size=50)
     labels = seg.processImage(cv2.cvtColor(small, cv2.COLOR_RGB2BGR)).astype(np.int32)
     graph = build_graph(labels, gradient(small))
-    regions = hand_regions(small, hands, scale, labels, graph, colour_k, reach, max_growth)
+    regions = hand_regions(small, hands, scale, labels, graph, op.hand_colour_k, op.hand_reach, op.hand_max_growth)
     return [to_proposal(m, h, image.shape[:2]) for m, h in zip(regions, hands)]
 
 

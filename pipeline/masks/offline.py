@@ -18,7 +18,7 @@ from scipy import ndimage
 from pipeline.masks import register
 from pipeline.masks.common import (Graph, build_graph, cut_sums, gradient, mask_nms, pixel_sums, relabel,
                                    skin_mask, unique_rows, upscale_labels, work_image)
-from pipeline.masks.handmask import hand_regions, to_proposal
+from pipeline.masks.handmask import hand_regions
 from pipeline.types import Hand, Proposal
 
 # (colour space, similarity set) in the order `strategies` takes them. Similarities: c colour histogram,
@@ -269,12 +269,21 @@ def score(c: dict[str, np.ndarray], touch_full: float, reach_scale: float) -> np
     return touch * not_hand * np.clip(c["edge"], 0, 1) * (1 - c["frame"])
 
 
-def propose(image: np.ndarray, hands: list[Hand], op, max_proposals: int) -> list[Proposal]:
-    """Ranked object proposals (best first) followed by one hand mask per hand, all at full resolution."""
+def propose(image: np.ndarray, hands: list[Hand], op, max_proposals: int, hp=None) -> list[Proposal]:
+    """Ranked object proposals (best first) followed by one hand mask per hand, all at full resolution.
+    hp: HandMaskParams (None or method "superpixel": hulls grown through this image's finest superpixels)."""
     small, scale = work_image(image, op.work_side)
     regions = Regions(small, op, hand_windows(hands, scale, small.shape[:2], op.window_extent))
-    hand_small = hand_regions(small, hands, scale, regions.fine, regions.fine_graph, op.hand_colour_k, op.hand_reach,
-                              op.hand_max_growth)
+    if hp is not None and hp.method == "grabcut" and hands:
+        from pipeline.masks.grabcut import grabcut_hand_masks
+
+        full = grabcut_hand_masks(image, hands, hp)
+        hand_small = [cv2.resize(m.astype(np.uint8), small.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+                      for m in full]
+    else:
+        hand_small = hand_regions(small, hands, scale, regions.fine, regions.fine_graph, op.hand_colour_k,
+                                  op.hand_reach, op.hand_max_growth)
+        full = [upscale_labels(m.astype(np.uint8), image.shape[:2]) > 0 for m in hand_small]
     s = score(regions.cues(hand_map(small, hand_small), reach_map(small.shape[:2], hands, scale)), op.touch_full,
               op.reach_scale)
     order = np.argsort(-s, kind="stable")[: op.pool]
@@ -284,14 +293,15 @@ def propose(image: np.ndarray, hands: list[Hand], op, max_proposals: int) -> lis
     keep = mask_nms(members, regions.area, np.arange(len(order)), op.nms_iou, max_proposals)
     atoms = upscale_labels(regions.atoms, image.shape[:2])
     objects = [Proposal(members[r][atoms], float(s[order[r]])) for r in keep]
-    return objects + [to_proposal(m, h, image.shape[:2]) for m, h in zip(hand_small, hands)]
+    return objects + [Proposal(m, float(np.clip(h.score, 0, 1)), kind="hand", side=h.side, hand_id=h.hand_id)
+                      for m, h in zip(full, hands)]
 
 
 @register("offline")
 def build(masks_params, common_params):
-    op, budget = masks_params.offline, masks_params.max_proposals
+    op, budget, hp = masks_params.offline, masks_params.max_proposals, masks_params.hand_mask
     cv2.setNumThreads(common_params.num_threads)
 
     def proposer(image: np.ndarray, hands: list[Hand]) -> list[Proposal]:
-        return propose(image, hands, op, budget)
+        return propose(image, hands, op, budget, hp)
     return proposer

@@ -25,11 +25,13 @@ from pipeline.types import Hand, Proposal
 _WORKER: dict = {}  # per worker process: its proposer, built once
 
 
-def frame_proposals(proposer, image: np.ndarray, hands: list[Hand]) -> list[Proposal]:
+def frame_proposals(proposer, image: np.ndarray, hands: list[Hand], masks_params) -> list[Proposal]:
+    """The one proposal path of training (stage `masks`) and scoring (pipeline.predict): the backend's ranked
+    object proposals, then one hand mask per hand (the backend's, else drawn as masks_params.hand_mask says)."""
     proposals = proposer(image, hands)
     objects = [p for p in proposals if p.kind != "hand"]
     found = [p for p in proposals if p.kind == "hand"]
-    return objects + (found if found or not hands else hand_masks(image, hands))
+    return objects + (found if found or not hands else hand_masks(image, hands, masks_params))
 
 
 def _init_worker(backend: str, masks_params, common_params) -> None:
@@ -38,10 +40,12 @@ def _init_worker(backend: str, masks_params, common_params) -> None:
     from pipeline.masks import build_proposer
 
     _WORKER["backend"], _WORKER["proposer"] = backend, build_proposer(masks_params, common_params)
+    _WORKER["params"] = masks_params
     cv2.setNumThreads(1)  # the processes are the parallelism
 
 
-def one_frame(job: tuple[str, Path, pd.DataFrame | None], proposer=None) -> tuple[list[dict], float, float]:
+def one_frame(job: tuple[str, Path, pd.DataFrame | None], proposer=None,
+              masks_params=None) -> tuple[list[dict], float, float]:
     """MASKS rows of one frame, its wall seconds and its CPU seconds (this process only)."""
     from pipeline.hands import rows_to_hands
 
@@ -49,7 +53,7 @@ def one_frame(job: tuple[str, Path, pd.DataFrame | None], proposer=None) -> tupl
     image = read_image(path)
     hands = rows_to_hands(hand_rows) if hand_rows is not None else []
     t, c = time.perf_counter(), time.process_time()
-    proposals = frame_proposals(proposer or _WORKER["proposer"], image, hands)
+    proposals = frame_proposals(proposer or _WORKER["proposer"], image, hands, masks_params or _WORKER["params"])
     rows = proposals_to_rows(fid, proposals, _WORKER.get("backend", ""))
     return rows, time.perf_counter() - t, time.process_time() - c
 
@@ -63,6 +67,12 @@ def propose_frames(frames: pd.DataFrame, frames_dir: Path, hands: pd.DataFrame, 
     jobs = [(str(fid), Path(frames_dir) / rel, by_frame.get(fid))
             for fid, rel in zip(frames["frame_id"], frames["image_path"])]
     _WORKER["backend"] = backend
+    if build_args is not None:
+        _WORKER["params"] = build_args[0]
+    else:
+        from pipeline.params import MasksParams
+
+        _WORKER["params"] = MasksParams()
     start = time.perf_counter()
     if workers > 1 and build_args is not None and len(jobs) > 1:
         ctx = mp.get_context("spawn")  # no inherited OpenCV/torch thread state
