@@ -125,19 +125,26 @@ def narration_texts(phrases, text_lookup) -> dict[str, NarrationTexts]:
     return out
 
 
-def collate_frames(frames: list[FrameRegions]) -> dict[str, torch.Tensor]:
-    """Pad a batch of frames to the largest region count."""
+def collate_frames(frames: list[FrameRegions], cand_params=None) -> dict[str, torch.Tensor]:
+    """Pad a batch of frames to the largest region count. `cand` (B, 2, R): the regions each side may pool over:
+    its hand-adjacent candidates (pipeline.priors, with cand_params) where it has any, else every region."""
+    from pipeline.priors import candidates
+
     r_max = max(f.n_regions for f in frames)
     d = frames[0].features.shape[1]
     obj = torch.zeros(len(frames), r_max, d)
     geom = torch.zeros(len(frames), 2, r_max, GEOM_DIM)
     rmask = torch.zeros(len(frames), r_max, dtype=torch.bool)
+    cand = torch.zeros(len(frames), 2, r_max, dtype=torch.bool)
     hand = torch.zeros(len(frames), 2, d)
     for i, f in enumerate(frames):
         o, hand[i], g = pair_inputs(f)
         obj[i, : f.n_regions], geom[i, :, : f.n_regions], rmask[i, : f.n_regions] = o, g, True
+        for k, s in enumerate(SIDES):
+            c = candidates(f, s, cand_params) if cand_params is not None else np.zeros(f.n_regions, bool)
+            cand[i, k, : f.n_regions] = torch.as_tensor(c if c.any() else np.ones(f.n_regions, bool))
     present = torch.tensor([[f.hands[s].present for s in SIDES] for f in frames])
-    return dict(obj=obj, hand=hand, geom=geom, rmask=rmask, present=present)
+    return dict(obj=obj, hand=hand, geom=geom, rmask=rmask, cand=cand, present=present)
 
 
 def collate_texts(texts: list[NarrationTexts]) -> dict[str, torch.Tensor]:
@@ -158,7 +165,8 @@ def frame_text_scores(model: Adapters, fb: dict, tb: dict) -> torch.Tensor:
     pairs = model.embed_pairs(fb["obj"], fb["hand"], fb["geom"])  # (B, 2, R, E)
     texts = F.normalize(model.text(F.normalize(tb["feats"], dim=-1)), dim=-1)  # (N, P, 2, E)
     sim = torch.einsum("bsre,npse->bnpsr", pairs, texts)
-    sim = sim.masked_fill(~fb["rmask"][:, None, None, None, :], -1e4)
+    allowed = fb["rmask"][:, None, :] & fb["cand"] if "cand" in fb else fb["rmask"][:, None, :].expand(-1, 2, -1)
+    sim = sim.masked_fill(~allowed[:, None, None], -1e4)
     # Soft maximum over regions: a hard max sends gradient to one (at first random) region per frame and
     # the multiple-instance problem starts very slowly; pool -> max as pool_temperature -> 0.
     t = model.cfg.pool_temperature
@@ -202,8 +210,11 @@ def load_adapters(path: str | Path) -> Adapters:
 
 
 def train_adapters(frames: list[FrameRegions], frame_narrations: list[list[str]], texts: dict[str, NarrationTexts],
-                   params, seed: int = 0, device: torch.device | str = "cpu", progress: bool = False):
-    """Train adapters on frames (each with the ids of its narrations that have phrases).
+                   params, seed: int = 0, device: torch.device | str = "cpu", progress: bool = False,
+                   cand_params=None, videos: list[str] | None = None):
+    """Train adapters on frames (each with the ids of its narrations that have phrases). cand_params: the
+    candidate filter (PseudolabelParams) when align.candidates_only; videos: each frame's video, for batches
+    drawn from few videos (align.batch_by_video: negatives from the same kitchen force looking at the object).
 
     Returns (model on CPU in eval mode, curve DataFrame with epoch, step, loss, retrieval_acc, temperature).
     """
@@ -222,8 +233,10 @@ def train_adapters(frames: list[FrameRegions], frame_narrations: list[list[str]]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=params.lr,
                             weight_decay=params.weight_decay)
     frames, frame_narrations = [frames[i] for i in keep], [frame_narrations[i] for i in keep]
+    videos = [videos[i] for i in keep] if videos is not None and params.batch_by_video else None
     # Pad every frame and caption once: batches are then index lookups, not Python loops.
-    fb_all = {k: v.to(device) for k, v in collate_frames(frames).items()}
+    fb_all = {k: v.to(device) for k, v in
+              collate_frames(frames, cand_params if params.candidates_only else None).items()}
     keys = list(dict.fromkeys(t.key for t in texts.values()))
     key_index = {k: i for i, k in enumerate(keys)}
     by_key = {t.key: t for t in texts.values()}
@@ -231,7 +244,7 @@ def train_adapters(frames: list[FrameRegions], frame_narrations: list[list[str]]
     frame_keys = [[key_index[texts[n].key] for n in ns] for ns in frame_narrations]
     rows, step = [], 0
     for epoch in tqdm(range(params.epochs), desc="align", disable=not progress):
-        order = torch.randperm(len(frames), generator=gen).tolist()
+        order = epoch_order(len(frames), videos, gen)
         for start in range(0, len(order), params.batch_size):
             batch = order[start: start + params.batch_size]
             if len(batch) < 2:
@@ -247,6 +260,17 @@ def train_adapters(frames: list[FrameRegions], frame_narrations: list[list[str]]
         step=("step", "max"), loss=("loss", "mean"), retrieval_acc=("retrieval_acc", "mean"),
         temperature=("temperature", "last"))
     return model.cpu().eval(), curve
+
+
+def epoch_order(n: int, videos: list[str] | None, gen: torch.Generator) -> list[int]:
+    """A random frame order; with `videos`, frames of one video stay together (videos in random order, frames
+    shuffled within), so a batch holds few kitchens and its negatives are other narrations of the same scene."""
+    perm = torch.randperm(n, generator=gen).tolist()
+    if videos is None:
+        return perm
+    names = sorted(set(videos))
+    rank = {v: r for r, v in enumerate(torch.randperm(len(names), generator=gen).tolist())}
+    return sorted(perm, key=lambda i: rank[names.index(videos[i])])
 
 
 def _step(model: Adapters, fb_all: dict, tb_all: dict, frame_keys: list[list[int]], batch: list[int],

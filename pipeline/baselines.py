@@ -9,6 +9,7 @@ same frames and proposals.
   mask grown by ``score.nearest_dilation`` × the hand box's longer side.
 - ``baseline_narration``: the Stage-1 aligned embeddings score the proposals against the frame's own
   narration at test time (uses the eval set's narrations.csv: an upper-ish reference, not a fair competitor).
+- ``pseudolabel_priors``: the same rule without narration (geometry priors alone).
 - ``oracle_selection``: the ceiling of the choice: per detected hand, the available proposal with the best IoU
   with that hand's GT object (after the hand masks are drawn over it), contact taken from the GT. What a
   method loses below it is lost by choosing, not by perception.
@@ -29,7 +30,8 @@ from pipeline.types import SIDES
 
 Method = Callable[[FrameContext, object, object], dict[str, Decision]]
 # What a method needs from Models, so the scorer builds only that (FrameRegions, narrations).
-NEEDS_REGIONS = {"wish", "wish_contact_only", "wish_matching_only", "baseline_narration", "pseudolabel"}
+NEEDS_REGIONS = {"wish", "wish_contact_only", "wish_matching_only", "baseline_narration", "pseudolabel",
+                 "pseudolabel_priors"}
 NEEDS_NARRATIONS = {"baseline_narration", "pseudolabel"}
 # Ceilings that read the ground truth (FrameContext.gt): only `wish evaluate` / `score` can run them.
 NEEDS_GT = {"oracle_selection"}
@@ -141,19 +143,27 @@ def narration(ctx: FrameContext, models, params) -> dict[str, Decision]:
     return out
 
 
-def pseudolabel(ctx: FrameContext, models, params) -> dict[str, Decision]:
+def pseudolabel(ctx: FrameContext, models, params, source: str = "narration") -> dict[str, Decision]:
     """Stage-1 pseudo-labels of this frame from its own narrations (WISH without Stage 2). Eval frames are
-    single images without motion, so the narration rule is used whatever pseudolabel.source says."""
+    single images without neighbours, so motion and temporal linking are dropped: the narration rule (priors +
+    narration) is used whatever pseudolabel.source says."""
     from pipeline.pseudolabel import pseudolabel_frame
 
-    pl_params = params.pseudolabel.model_copy(update={"source": "narration"})
-    rows = pseudolabel_frame(ctx.regions, models.narration_texts(ctx.narrations), models.adapters, pl_params)
+    pl_params = params.pseudolabel.model_copy(update={"source": source})
+    texts = models.narration_texts(ctx.narrations) if source == "narration" else []
+    rows = pseudolabel_frame(ctx.regions, texts, models.adapters, pl_params)
     out = {}
     for r in rows:
         side = r["side"]
         found = ctx.hand(side) is not None
         out[side] = Decision(side, found, int(r["mask_id"]) if found else -1, r["contact_score"], r["match_score"])
     return out
+
+
+def pseudolabel_priors(ctx: FrameContext, models, params) -> dict[str, Decision]:
+    """The pseudo-label rule with geometry alone (pseudolabel.source=priors): what the narration adds is the
+    difference to ``pseudolabel``."""
+    return pseudolabel(ctx, models, params, source="priors")
 
 
 def oracle_selection(ctx: FrameContext, models, params) -> dict[str, Decision]:
@@ -184,5 +194,6 @@ METHODS: dict[str, Method] = {
     "baseline_nearest": nearest,
     "baseline_narration": narration,
     "pseudolabel": pseudolabel,
+    "pseudolabel_priors": pseudolabel_priors,
     "oracle_selection": oracle_selection,
 }

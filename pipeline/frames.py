@@ -96,17 +96,19 @@ def epic_frame_rate(video_fps: float) -> float:
     return 50.0 if abs(video_fps - 50.0) < 0.5 else 60.0
 
 
-def iter_source(src: Source, stride: int, fps: dict[str, float]) -> Iterator[tuple[int, int, float, np.ndarray]]:
-    """(clip index, EPIC frame or -1, time in seconds or NaN, RGB image) for every `stride`-th frame."""
+def iter_source(src: Source, stride: int, fps: dict[str, float],
+                folder_stride: int = 1) -> Iterator[tuple[int, int, float, np.ndarray]]:
+    """(clip index, EPIC frame or -1, time in seconds or NaN, RGB image) for every `stride`-th frame of a video
+    and every `folder_stride`-th file of an EPIC frame folder (such folders hold sparse, chosen frames)."""
     from pipeline.io import read_image
 
     video_fps = fps.get(src.video_id)
     rate = epic_frame_rate(video_fps) if video_fps else None
     if src.is_folder:
         files = sorted(c for c in src.path.iterdir() if EPIC_FRAME.match(c.name))
-        for i, f in enumerate(files[::stride]):
+        for i, f in enumerate(files[::folder_stride]):
             n = int(EPIC_FRAME.match(f.name).group(1))
-            yield i * stride, n, (n / rate if rate else float("nan")), read_image(f)
+            yield i * folder_stride, n, (n / rate if rate else float("nan")), read_image(f)
         return
     images = read_video(src.path)
     if src.epic_start is not None:
@@ -127,7 +129,8 @@ def frame_id(video_id: str, epic_frame: int, source: Path, clip_index: int) -> s
 
 
 def extract(sources: list[Source], stride: int, max_side: int, fps: dict[str, float], narrations: pd.DataFrame,
-            excluded_videos: set[str], val_videos: set[str], image_dir: Path) -> tuple[pd.DataFrame, dict]:
+            excluded_videos: set[str], val_videos: set[str], image_dir: Path,
+            folder_stride: int = 1) -> tuple[pd.DataFrame, dict]:
     """Decode, subsample, store images under image_dir and return the frames table (FRAMES schema)."""
     from pipeline.io import write_image
 
@@ -136,7 +139,7 @@ def extract(sources: list[Source], stride: int, max_side: int, fps: dict[str, fl
         if src.video_id in excluded_videos:
             skipped["eval_video_sources"] += 1  # never decode, never store: no eval frame can leak
             continue
-        items = list(iter_source(src, stride, fps))
+        items = list(iter_source(src, stride, fps, folder_stride))
         times = np.array([t for _, _, t, _ in items], dtype=float)
         covers = epic.covering(narrations, src.video_id, times)
         for (i, n, t, img), narr in zip(items, covers):

@@ -37,14 +37,29 @@ class HeadsConfig:
     contact: bool = True
     matching: bool = True
     contact_threshold: float = 0.5
+    # appearance enters through a dropout + linear bottleneck of this width (0: geometry and side only)
+    feature_dim: int = 0
+    feature_dropout: float = 0.0
+    full_features: bool = True  # checkpoints from before the bottleneck: raw features into the trunk
 
 
 class PairHead(nn.Module):
-    """Pair trunk shared by both head types: [region, hand, geometry, side] -> hidden -> one logit per pair."""
+    """Pair trunk shared by both head types: [region, hand, geometry, side] -> hidden -> one logit per pair.
 
-    def __init__(self, region_dim: int, hidden: int, with_none: bool):
+    Region and hand embeddings pass a dropout + linear bottleneck (feature_dim) first: 1280-d appearance over a
+    few hundred pseudo-labels is enough to memorise them, the geometry (size relative to the hand, contact,
+    fingertip distance) is what transfers to new kitchens."""
+
+    def __init__(self, region_dim: int, hidden: int, with_none: bool, feature_dim: int | None = None,
+                 feature_dropout: float = 0.0):
         super().__init__()
-        self.trunk = mlp(2 * region_dim + GEOM_DIM + 2, hidden, hidden, 0.0)
+        self.proj = None
+        width = region_dim
+        if feature_dim is not None:
+            width = feature_dim
+            self.proj = nn.Sequential(nn.Dropout(feature_dropout), nn.Linear(region_dim, feature_dim)) \
+                if feature_dim > 0 else None
+        self.trunk = mlp(2 * width + GEOM_DIM + 2, hidden, hidden, 0.0)
         self.out = nn.Linear(hidden, 1)
         self.none = nn.Linear(2 * hidden, 1) if with_none else None
 
@@ -52,6 +67,10 @@ class PairHead(nn.Module):
                 rmask: torch.Tensor) -> torch.Tensor:
         """obj (B, R, D), hand (B, D), geom (B, R, G), side (B, 2), rmask (B, R) -> logits (B, R[+1])."""
         obj, hand = F.normalize(obj, dim=-1), F.normalize(hand, dim=-1)
+        if self.proj is not None:
+            obj, hand = self.proj(obj), self.proj(hand)
+        elif self.trunk[0].in_features == GEOM_DIM + 2:  # feature_dim 0: no appearance at all
+            obj, hand = obj[..., :0], hand[..., :0]
         x = torch.cat([obj, hand[:, None].expand_as(obj), geom, side[:, None].expand(-1, obj.shape[1], -1)], -1)
         h = F.gelu(self.trunk(x))
         logits = self.out(h).squeeze(-1)
@@ -104,63 +123,106 @@ def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
     return dict(obj=obj, hand=hand, geom=geom, side=side, rmask=rmask, target=target)
 
 
-def contact_loss(head: PairHead, b: dict) -> tuple[torch.Tensor, float]:
+def contact_loss(head: PairHead, b: dict, smoothing: float = 0.0) -> tuple[torch.Tensor, float]:
     logits = head(b["obj"], b["hand"], b["geom"], b["side"], b["rmask"])
     y = torch.zeros_like(logits)
     held = b["target"] >= 0
     y[held.nonzero().squeeze(1), b["target"][held]] = 1.0
-    loss = F.binary_cross_entropy_with_logits(logits[b["rmask"]], y[b["rmask"]])
+    soft = y * (1 - smoothing) + smoothing / 2  # pseudo-labels are noisy: never push a pair to 0 or 1
+    loss = F.binary_cross_entropy_with_logits(logits[b["rmask"]], soft[b["rmask"]])
     acc = ((logits[b["rmask"]] > 0) == (y[b["rmask"]] > 0)).float().mean().item()
     return loss, acc
 
 
-def match_loss(head: PairHead, b: dict) -> tuple[torch.Tensor, float]:
+def match_loss(head: PairHead, b: dict, smoothing: float = 0.0) -> tuple[torch.Tensor, float]:
     logits = head(b["obj"], b["hand"], b["geom"], b["side"], b["rmask"])
     none_slot = logits.shape[1] - 1
     target = torch.where(b["target"] >= 0, b["target"], torch.full_like(b["target"], none_slot))
-    return F.cross_entropy(logits, target), (logits.argmax(1) == target).float().mean().item()
+    valid = torch.cat([b["rmask"], torch.ones_like(b["rmask"][:, :1])], 1)
+    # label smoothing over the hand's own slots only (padding stays impossible)
+    soft = valid.float() * smoothing / valid.sum(1, keepdim=True).clamp(min=1)
+    soft[torch.arange(len(target)), target] += 1 - smoothing
+    loss = -(soft * torch.log_softmax(logits, 1).masked_fill(~valid, 0)).sum(1).mean()
+    return loss, (logits.argmax(1) == target).float().mean().item()
 
 
-def _train_one(kind: str, data: dict, cfg: HeadsConfig, params, seed: int, device) -> tuple:
+def _new_head(kind: str, cfg: HeadsConfig) -> PairHead:
+    return PairHead(cfg.region_dim, cfg.hidden, kind == "matching", None if cfg.full_features else cfg.feature_dim,
+                    cfg.feature_dropout)
+
+
+def _train_one(kind: str, data: dict, cfg: HeadsConfig, params, seed: int, device, epochs: int,
+               val: dict | None = None) -> tuple:
+    """Train one head for `epochs`; with `val` (held-out videos' samples) also return the best epoch by val loss."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    head = PairHead(cfg.region_dim, cfg.hidden, with_none=kind == "matching").to(device).train()
+    head = _new_head(kind, cfg).to(device).train()
     opt = torch.optim.AdamW(head.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     loss_fn = contact_loss if kind == "contact" else match_loss
     rows = []
-    for epoch in range(params.epochs):
+    for epoch in range(epochs):
+        head.train()
         order = torch.randperm(len(data["target"]), generator=gen)
         losses, accs = [], []
         for start in range(0, len(order), params.batch_size):
             b = {k: v[order[start: start + params.batch_size]] for k, v in data.items()}
-            loss, acc = loss_fn(head, b)
+            loss, acc = loss_fn(head, b, params.label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(loss.item())
             accs.append(acc)
-        rows.append(dict(epoch=epoch, head=kind, loss=float(np.mean(losses)), train_acc=float(np.mean(accs))))
-    return head.cpu().eval(), rows
+        row = dict(epoch=epoch, head=kind, loss=float(np.mean(losses)), train_acc=float(np.mean(accs)))
+        if val is not None:
+            head.eval()
+            with torch.no_grad():
+                vl, va = loss_fn(head, val, params.label_smoothing)
+            row |= dict(val_loss=float(vl), val_acc=float(va))
+        rows.append(row)
+    best = int(np.argmin([r["val_loss"] for r in rows])) + 1 if val is not None else epochs
+    return head.cpu().eval(), rows, best
 
 
-def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.device | str = "cpu"):
-    """Train the enabled heads independently; returns (Heads, curve DataFrame with epoch, head, loss, train_acc)."""
+def split_by_video(samples: list[Sample], videos: dict[str, str] | None, fraction: float,
+                   seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(train, held-out) samples, holding out a `fraction` of the videos (never frames of a kept video)."""
+    if videos is None or fraction <= 0:
+        return samples, []
+    names = sorted({videos.get(s.frame.frame_id, s.frame.frame_id) for s in samples})
+    rng = np.random.default_rng(seed)
+    held = set(rng.permutation(names)[: int(round(fraction * len(names)))].tolist())
+    train = [s for s in samples if videos.get(s.frame.frame_id, s.frame.frame_id) not in held]
+    val = [s for s in samples if videos.get(s.frame.frame_id, s.frame.frame_id) in held]
+    return (train, val) if train and val else (samples, [])
+
+
+def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.device | str = "cpu",
+                videos: dict[str, str] | None = None):
+    """Train the enabled heads independently; returns (Heads, curve DataFrame with epoch, head, loss, train_acc
+    [, val_loss, val_acc]). With `videos` ({frame_id: video}) and heads.val_fraction > 0, each head's epoch
+    count is chosen by its loss on held-out training videos (never eval frames), then it is refit on all."""
     if not (params.contact or params.matching):
         raise ValueError("heads.contact and heads.matching are both off: nothing to train")
     if not samples:
         raise ValueError("no pseudo-labelled detected hand to train on")
     cfg = HeadsConfig(samples[0].frame.features.shape[1], params.hidden, params.contact, params.matching,
-                      params.contact_threshold)
+                      params.contact_threshold, params.feature_dim, params.feature_dropout, full_features=False)
+    train, val = split_by_video(samples, videos, params.val_fraction, seed)
     data = {k: v.to(device) for k, v in collate(samples).items()}  # padded once; batches are index lookups
-    contact = match = None
+    heads: dict[str, PairHead | None] = {"contact": None, "matching": None}
     rows: list[dict] = []
-    if cfg.contact:
-        contact, r = _train_one("contact", data, cfg, params, seed, device)
-        rows += r
-    if cfg.matching:
-        match, r = _train_one("matching", data, cfg, params, seed + 1, device)
-        rows += r
-    return Heads(cfg, contact, match), pd.DataFrame(rows)
+    for offset, kind in enumerate(("contact", "matching")):
+        if not getattr(cfg, kind):
+            continue
+        epochs = params.epochs
+        if val:
+            tr = {k: v.to(device) for k, v in collate(train).items()}
+            va = {k: v.to(device) for k, v in collate(val).items()}
+            _, r, epochs = _train_one(kind, tr, cfg, params, seed + offset, device, params.epochs, va)
+            rows += [x | {"stage": "select"} for x in r]
+        heads[kind], r, _ = _train_one(kind, data, cfg, params, seed + offset, device, epochs)
+        rows += [x | {"stage": "refit"} for x in r]
+    return Heads(cfg, heads["contact"], heads["matching"]), pd.DataFrame(rows)
 
 
 class Heads:
@@ -225,7 +287,7 @@ def load_heads(path: str | Path) -> Heads:
         if blob[kind] is None:
             heads.append(None)
             continue
-        h = PairHead(cfg.region_dim, cfg.hidden, with_none=kind == "matching")
+        h = _new_head(kind, cfg)
         h.load_state_dict(blob[kind])
         heads.append(h.eval())
     return Heads(cfg, *heads)

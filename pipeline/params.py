@@ -32,12 +32,15 @@ class CommonParams(Section):
 
 
 class FramesParams(Section):
-    # Folders of videos (*.mp4, ...) and/or of EPIC-style frame_XXXXXXXXXX.jpg folders.
-    sources: list[str] = [f"{DATA}/epic/clips"]
+    # Folders of videos (*.mp4, ...) and/or of EPIC-style frame_XXXXXXXXXX.jpg folders. The EPIC frame folders
+    # add kitchens, people and narrations the clips lack (15 of contact_frames' 23 videos are not among the clips).
+    sources: list[str] = [f"{DATA}/epic/clips", f"{DATA}/epic/contact_frames", f"{DATA}/epic/rgb_frames"]
     clips_csv: str | None = f"{DATA}/epic/clips.csv"
     narrations_csv: str = f"{DATA}/epic/annotations/EPIC_100_narrations_union_partial.csv"
     video_info_csv: str = f"{DATA}/epic/annotations/EPIC_100_video_info.csv"
     stride: int = Field(6, ge=1)
+    # Every N-th file of an EPIC frame folder (they hold sparse, chosen frames, not every video frame).
+    folder_stride: int = Field(1, ge=1)
     # Frames are stored downscaled so that the longer side is at most this (0 keeps native size).
     max_side: int = Field(854, ge=0)
     val_videos: list[str] = []
@@ -269,17 +272,44 @@ class AlignParams(Section):
     learn_temperature: bool = True
     # Frame score pools region-phrase cosines with t*logsumexp(cos/t) (0 = hard max, the paper's rule).
     pool_temperature: float = Field(0.05, ge=0.0)
+    # Pool only over each hand's candidates (pipeline.priors with the pseudolabel filter): a region that
+    # identifies the scene but is not next to a hand cannot carry the frame-narration match.
+    candidates_only: bool = True
+    # Batches hold the frames of few videos, so InfoNCE negatives include other narrations of the same kitchen.
+    batch_by_video: bool = True
 
 
 class PseudolabelParams(Section):
-    source: Literal["narration", "motion", "fused"] = "fused"
-    # Below this match score a hand is labelled "holds nothing".
-    min_score: float = 0.0
-    # Weight of the proposer's hand-contact prior against the narration match (0: text alone).
+    # Evidence for "hand h holds region r" (pipeline.pseudolabel): "priors" (geometry alone: pipeline.priors),
+    # "narration" (priors + the narration through Stage 1: which hand, which candidate), "motion" (priors +
+    # COHESIV responsibility), "fused" (all three). Every source keeps the prior's candidate filter.
+    source: Literal["narration", "motion", "fused", "priors"] = "fused"
+    # Below this cosine a phrase gives no label.
+    min_score: float = -1.0
+    # Weight of the proposer's own ranking score added to the prior (0: off).
     prior_weight: float = 0.0
     motion_threshold: float = 0.5
-    fuse_weight: float = 0.5
+    # Weights of the z-scored narration match and motion score added to the prior score.
+    text_weight: float = Field(1.0, ge=0)
+    fuse_weight: float = Field(1.0, ge=0)
+    # Temporal consistency: per clip and hand, choices are linked frame to frame (Viterbi) with this weight on
+    # the appearance similarity (cosine of region embeddings) of consecutive picks (0: each frame alone).
+    temporal_weight: float = Field(2.0, ge=0)
+    # Size of a held object relative to its hand mask: log-normal, measured on VISOR training videos
+    # (scripts/visor_object_priors.py: 2,243 in-contact pairs of 92 videos, eval videos excluded).
+    size_log_mean: float = -0.43
+    size_log_std: float = Field(1.81, gt=0)
+    # Candidate filter (pipeline.priors) and prior weights.
+    max_hand_in: float = Field(0.5, ge=0, le=1)
+    max_other_in: float = Field(0.3, ge=0, le=1)
+    max_tip_dist: float = Field(0.5, ge=0)
+    touch_weight: float = 2.0
+    tip_weight: float = 3.0
+    compact_weight: float = 1.0
+    part_penalty: float = Field(1.0, ge=0)
     overlays: int = 16
+    # Weak labels of extra training frames, only to MEASURE the labels (summary.json), never to make them.
+    weak_csv: str | None = f"{DATA}/epic/extra_frames.csv"
 
 
 class HeadsParams(Section):
@@ -293,6 +323,14 @@ class HeadsParams(Section):
     contact_threshold: float = 0.5
     # Train "holds nothing" on hands the narration says nothing about (see pipeline.heads.make_samples).
     silent_as_none: bool = False
+    # Appearance (region and hand embeddings) enters through dropout + a linear bottleneck this wide
+    # (0: geometry and side only): the full 1280-d features let the heads memorise their pseudo-labels.
+    feature_dim: int = Field(32, ge=0)
+    feature_dropout: float = Field(0.5, ge=0, lt=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    # Share of training VIDEOS held out to choose each head's epoch count (early stopping); the heads are then
+    # refit on all training frames for that many epochs. 0: train `epochs` on everything.
+    val_fraction: float = Field(0.25, ge=0, lt=1)
 
 
 class ScoreParams(Section):
@@ -300,9 +338,9 @@ class ScoreParams(Section):
     overlays: bool = True
     # Methods scored by the `score` stage: the model and each baseline (see pipeline/baselines.py).
     methods: list[Literal["wish", "wish_contact_only", "wish_matching_only", "baseline_nearest",
-                          "baseline_narration", "pseudolabel", "oracle_selection"]] = [
+                          "baseline_narration", "pseudolabel", "pseudolabel_priors", "oracle_selection"]] = [
         "wish", "wish_contact_only", "wish_matching_only", "baseline_nearest", "baseline_narration", "pseudolabel",
-        "oracle_selection"]
+        "pseudolabel_priors", "oracle_selection"]
     # Left and right held objects with IoU above this become one "both hands" object (EgoHOS id 5).
     both_iou: float = Field(0.5, ge=0.0, le=1.0)
     # Nearest-proposal baseline: a proposal is in contact if it touches the hand mask grown by this fraction

@@ -1,18 +1,21 @@
 """Pseudo-labels: per frame and hand side, the region that hand holds, or none.
 
-Narration rule (source="narration"), chosen to follow the one-object-per-hand premise of Stage 1:
-  1. every phrase of the frame's narrations is scored against every (side, region) pair by the adapters;
-  2. a phrase naming a hand ("... with the left hand") goes to that side, "both" to both sides, and a phrase
-     naming no hand goes to the detected side whose best region matches it better (the relative rule:
-     a narrated object is held by one hand, so the other hand gets no label from that phrase);
-  3. a side takes its best-scoring assigned phrase and that phrase's best region; a side with no assigned
-     phrase, an undetected hand, or a best cosine below pseudolabel.min_score is "none".
-Motion rule (source="motion"): COHESIV's thresholded responsibility: argmax motion_score if > motion_threshold.
-Fused rule (source="fused"): per side, z-scored narration similarity (best over phrases) and z-scored motion
-score are mixed with weight fuse_weight; the side holds when either rule says it holds.
+Every source starts from the geometric prior (pipeline.priors): only regions next to the hand, not the hand
+itself, can be held, and a size / contact / whole-object prior scores them. Then (pseudolabel.source):
+  priors:    each detected hand with a candidate holds its best-prior candidate (no narration: what geometry
+             alone gives);
+  narration: the frame's narrations decide WHICH hand holds (a phrase naming a hand goes to it, "both" to both,
+             a phrase naming none to the detected side whose best candidate matches it better: a narrated
+             object is held by one hand) and, through the Stage 1 adapters, which candidate (z-scored cosine
+             added to the prior with text_weight); a hand no phrase went to is "none";
+  motion:    COHESIV: a hand holds when its best candidate's responsibility exceeds motion_threshold; the
+             z-scored motion score is added to the prior with fuse_weight;
+  fused:     narration and motion scores both added; a hand holds when either says so.
+Temporal consistency (temporal_weight > 0, frames of one clip in order): per hand, the picks of consecutive
+labelled frames are chosen jointly (Viterbi) with a bonus for appearance similarity of consecutive picks.
 
-contact_score: softmax probability of the chosen region among the hand's regions (at the adapters' learned
-temperature), a confidence; match_score: the raw cosine of the chosen region with the chosen phrase.
+contact_score: softmax probability of the chosen region among the hand's candidates (a confidence);
+match_score: the chosen phrase's cosine with the chosen region (NaN without narration).
 """
 from __future__ import annotations
 
@@ -20,11 +23,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline.align import Adapters, NarrationTexts
+from pipeline.priors import containment, prior_scores
 from pipeline.regions import FrameRegions
 from pipeline.types import SIDES
 
 ROW_KEYS = ("frame_id", "side", "mask_id", "contact_score", "match_score", "label", "narration_id", "phrase",
             "motion_score", "source")
+TEXT_SOURCES, MOTION_SOURCES = {"narration", "fused"}, {"motion", "fused"}
 
 
 def _row(fr: FrameRegions, side: str, source: str, idx: int = -1, contact: float = np.nan, match: float = np.nan,
@@ -35,108 +40,144 @@ def _row(fr: FrameRegions, side: str, source: str, idx: int = -1, contact: float
                 source=source)
 
 
-def phrase_scores(fr: FrameRegions, texts: list[NarrationTexts], adapters: Adapters,
-                  prior_weight: float = 0.0) -> list[tuple]:
-    """(narration_id, phrase, hand, {side: (R,) score}) for every phrase of the frame's narrations.
+def _z(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """z-score over the candidates (NaN -> the candidates' minimum); zeros elsewhere."""
+    out = np.zeros(len(x), np.float32)
+    v = np.asarray(x, np.float32)[ok]
+    if not len(v) or not np.isfinite(v).any():
+        return out
+    v = np.nan_to_num(v, nan=float(np.nanmin(v)))
+    out[ok] = (v - v.mean()) / max(float(v.std()), 1e-3)
+    return out
 
-    score = cosine + prior_weight * log(prior) / scale: at the adapters' temperature this multiplies the text
-    softmax by prior**prior_weight (a product of experts), so a region the narration names AND the proposer
-    ranks as hand-held wins over a look-alike far from the hand.
-    """
-    bias = prior_weight * np.log(fr.prior_scores() + 1e-3) / float(adapters.scale.detach())
+
+def phrase_scores(fr: FrameRegions, texts: list[NarrationTexts], adapters: Adapters) -> list[tuple]:
+    """(narration_id, phrase, hand, {side: (R,) cosine}) for every phrase of the frame's narrations."""
     out = []
     for t in texts:
         sims = adapters.pair_scores(fr, t.side_feats())
         for j, (phrase, hand) in enumerate(zip(t.phrases, t.hands)):
-            out.append((t.narration_id, phrase, hand, {s: sims[s][:, j] + bias for s in SIDES}))
+            out.append((t.narration_id, phrase, hand, {s: sims[s][:, j] for s in SIDES}))
     return out
 
 
-def assign_phrases(fr: FrameRegions, scored: list[tuple], min_score: float) -> dict[str, tuple | None]:
-    """Step 2-3 of the narration rule: {side: (narration_id, phrase, region index, cosine) or None}."""
-    present = [s for s in SIDES if fr.hands[s].present]
+def assign_phrases(fr: FrameRegions, scored: list[tuple], prior: dict[str, np.ndarray], text_weight: float,
+                   min_score: float) -> dict[str, tuple | None]:
+    """{side: (narration_id, phrase, (R,) cosine, (R,) prior + text score) or None}: the phrase each side gets."""
+    ok = {s: np.isfinite(prior[s]) for s in SIDES}
     best: dict[str, tuple | None] = {s: None for s in SIDES}
     for nid, phrase, hand, sims in scored:
+        mix = {s: np.where(ok[s], prior[s] + text_weight * _z(sims[s], ok[s]), -np.inf) for s in SIDES}
+        usable = [s for s in SIDES if ok[s].any() and np.max(np.where(ok[s], sims[s], -np.inf)) >= min_score]
         if hand in ("left", "right"):
-            sides = [hand]
+            sides = [hand] if hand in usable else []
         elif hand == "both":
-            sides = list(SIDES)
+            sides = usable
         else:
-            sides = [max(present, key=lambda s: sims[s].max())] if present else []
+            sides = [max(usable, key=lambda s: mix[s].max())] if usable else []
         for s in sides:
-            r = int(np.argmax(sims[s]))
-            if fr.hands[s].present and sims[s][r] >= min_score and (best[s] is None or sims[s][r] > best[s][3]):
-                best[s] = (nid, phrase, r, float(sims[s][r]))
+            if best[s] is None or mix[s].max() > best[s][3].max():
+                best[s] = (nid, phrase, sims[s], mix[s])
     return best
 
 
-def _softmax_at(x: np.ndarray, i: int, scale: float) -> float:
-    z = np.exp((x - x.max()) * scale)
-    return float(z[i] / z.sum())
+def _softmax_at(x: np.ndarray, i: int) -> float:
+    ok = np.isfinite(x)
+    z = np.exp(x[ok] - x[ok].max())
+    return float(np.exp(x[i] - x[ok].max()) / z.sum())
+
+
+def side_scores(fr: FrameRegions, texts: list[NarrationTexts], adapters: Adapters, params,
+                motion: dict[str, np.ndarray] | None = None) -> dict[str, tuple]:
+    """{side: (holds?, (R,) score over candidates, -inf elsewhere, narration_id, phrase, (R,) cosine | None)}."""
+    contain = containment(fr) if params.part_penalty > 0 else None
+    prior = {s: prior_scores(fr, s, params, contain) for s in SIDES}
+    if params.prior_weight > 0:
+        bias = params.prior_weight * np.log(fr.prior_scores() + 1e-3)
+        prior = {s: prior[s] + bias for s in SIDES}
+    src = params.source
+    narr = (assign_phrases(fr, phrase_scores(fr, texts, adapters), prior, params.text_weight, params.min_score)
+            if src in TEXT_SOURCES and texts else {s: None for s in SIDES})
+    out = {}
+    for s in SIDES:
+        ok = np.isfinite(prior[s])
+        score, holds = prior[s].copy(), bool(ok.any())
+        m = None if motion is None else motion.get(s)
+        moving = False
+        if src in MOTION_SOURCES and m is not None and np.isfinite(m[ok]).any():
+            score = np.where(ok, score + params.fuse_weight * _z(m, ok), -np.inf)
+            moving = bool(np.nanmax(np.where(ok, m, np.nan)) > params.motion_threshold)
+        if src in TEXT_SOURCES and narr[s] is not None:
+            text = np.zeros_like(score)
+            text[ok] = narr[s][3][ok] - prior[s][ok]  # the text part of the phrase's mix
+            score = np.where(ok, score + text, -np.inf)
+        if src == "narration":
+            holds = holds and narr[s] is not None
+        elif src == "motion":
+            holds = holds and moving
+        elif src == "fused":
+            holds = holds and (narr[s] is not None or moving)
+        nid, phrase, cos = narr[s][:3] if narr[s] is not None else ("", "", None)
+        out[s] = (holds, score, nid, phrase, cos)
+    return out
 
 
 def pseudolabel_frame(fr: FrameRegions, texts: list[NarrationTexts], adapters: Adapters, params,
-                      motion: dict[str, np.ndarray] | None = None) -> list[dict]:
-    """PSEUDOLABELS rows (one per side) for one frame.
-
-    texts: the frame's narrations (pipeline.align.narration_texts); motion: optional {side: (R,) motion score
-    aligned with fr.mask_ids, NaN where unknown}; params: PseudolabelParams.
-    """
+                      motion: dict[str, np.ndarray] | None = None, pick: dict[str, int] | None = None) -> list[dict]:
+    """PSEUDOLABELS rows (one per side) for one frame. texts: the frame's narrations
+    (pipeline.align.narration_texts); motion: {side: (R,) motion score aligned with fr.mask_ids, NaN where
+    unknown}; pick: {side: region index} to use instead of the frame's own argmax (temporal linking)."""
     if fr.n_regions == 0:
         return [_row(fr, s, params.source) for s in SIDES]
-    scored = phrase_scores(fr, texts, adapters, params.prior_weight) if texts else []
-    narr = assign_phrases(fr, scored, params.min_score)
-    scale = float(adapters.scale.detach())
     rows = []
-    for s in SIDES:
+    for s, (holds, score, nid, phrase, cos) in side_scores(fr, texts, adapters, params, motion).items():
         m = None if motion is None else motion.get(s)
-        if params.source == "motion":
-            rows.append(_motion_row(fr, s, m, params.motion_threshold))
-        elif params.source == "fused":
-            rows.append(_fused_row(fr, s, scored, narr[s], m, params, scale))
-        else:
-            rows.append(_narration_row(fr, s, scored, narr[s], scale, m))
+        if not holds:
+            rows.append(_row(fr, s, params.source, nid=nid, phrase=phrase))
+            continue
+        r = pick[s] if pick and s in pick else int(np.argmax(score))
+        rows.append(_row(fr, s, params.source, r, _softmax_at(score, r), np.nan if cos is None else float(cos[r]),
+                         nid, phrase, np.nan if m is None else float(m[r])))
     return rows
 
 
-def _narration_row(fr: FrameRegions, s: str, scored: list[tuple], pick: tuple | None, scale: float,
-                   motion: np.ndarray | None) -> dict:
-    if pick is None:
-        return _row(fr, s, "narration")
-    nid, phrase, r, cos = pick
-    sims = next(sc[s] for n, p, _, sc in scored if n == nid and p == phrase)
-    mot = np.nan if motion is None else motion[r]
-    return _row(fr, s, "narration", r, _softmax_at(sims, r, scale), cos, nid, phrase, mot)
+def link_track(scores: list[np.ndarray], feats: list[np.ndarray], weight: float) -> list[int]:
+    """Viterbi over consecutive frames of one hand: maximise sum of per-frame scores (-inf = not a candidate) +
+    weight * cosine(features of consecutive picks). Returns one region index per frame."""
+    unit = [f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-6) for f in feats]
+    acc, back = np.where(np.isfinite(scores[0]), scores[0], -1e9), []
+    for t in range(1, len(scores)):
+        trans = weight * unit[t - 1] @ unit[t].T  # (R_prev, R_t)
+        total = acc[:, None] + trans
+        back.append(np.argmax(total, 0))
+        acc = total.max(0) + np.where(np.isfinite(scores[t]), scores[t], -1e9)
+    path = [int(np.argmax(acc))]
+    for b in reversed(back):
+        path.append(int(b[path[-1]]))
+    return path[::-1]
 
 
-def _motion_row(fr: FrameRegions, s: str, motion: np.ndarray | None, threshold: float) -> dict:
-    if motion is None or not fr.hands[s].present or np.all(np.isnan(motion)):
-        return _row(fr, s, "motion")
-    r = int(np.nanargmax(motion))
-    if motion[r] <= threshold:
-        return _row(fr, s, "motion", motion=float(motion[r]))
-    return _row(fr, s, "motion", r, float(motion[r]), np.nan, motion=float(motion[r]))
-
-
-def _z(x: np.ndarray) -> np.ndarray:
-    x = np.nan_to_num(x, nan=np.nanmin(x) if np.isfinite(x).any() else 0.0)
-    return (x - x.mean()) / max(float(x.std()), 1e-3)
-
-
-def _fused_row(fr: FrameRegions, s: str, scored: list[tuple], pick: tuple | None, motion: np.ndarray | None,
-               params, scale: float) -> dict:
-    usable = motion is not None and fr.hands[s].present and np.isfinite(motion).any()
-    if not usable:
-        row = _narration_row(fr, s, scored, pick, scale, None)
-        return {**row, "source": "fused"}
-    text = np.max([sc[s] for *_, sc in scored], axis=0) if scored else np.zeros(fr.n_regions)
-    mix = (1 - params.fuse_weight) * _z(text) + params.fuse_weight * _z(motion)
-    r = int(np.argmax(mix))
-    holds = pick is not None or np.nanmax(motion) > params.motion_threshold
-    if not holds:
-        return _row(fr, s, "fused", motion=float(np.nanmax(motion)))
-    nid, phrase = (pick[0], pick[1]) if pick is not None else ("", "")
-    return _row(fr, s, "fused", r, _softmax_at(mix, r, 1.0), float(text[r]), nid, phrase, float(motion[r]))
+def temporal_picks(frames: dict[str, FrameRegions], frame_texts: dict, adapters: Adapters, params,
+                   motion: dict | None, tracks: list[list[str]]) -> dict[str, dict[str, int]]:
+    """{frame_id: {side: region index}} from linking each hand's held picks along each track (frame ids of one
+    clip in time order); runs of consecutive holding frames are linked, a non-holding frame breaks the run."""
+    picks: dict[str, dict[str, int]] = {}
+    for track in tracks:
+        scored = {f: side_scores(frames[f], frame_texts.get(f, []), adapters, params,
+                                 None if motion is None else motion.get(f)) for f in track if frames[f].n_regions}
+        for s in SIDES:
+            run: list[str] = []
+            for f in [*track, None]:
+                if f is not None and f in scored and scored[f][s][0]:
+                    run.append(f)
+                    continue
+                if len(run) > 1:
+                    path = link_track([scored[g][s][1] for g in run], [frames[g].features for g in run],
+                                      params.temporal_weight)
+                    for g, r in zip(run, path):
+                        picks.setdefault(g, {})[s] = r
+                run = []
+    return picks
 
 
 def motion_by_frame(df: pd.DataFrame, frames: dict[str, FrameRegions]) -> dict[str, dict[str, np.ndarray]]:
@@ -157,11 +198,15 @@ def motion_by_frame(df: pd.DataFrame, frames: dict[str, FrameRegions]) -> dict[s
 
 
 def pseudolabel_frames(frames: dict[str, FrameRegions], frame_texts: dict[str, list[NarrationTexts]],
-                       adapters: Adapters, params, motion: dict | None = None, progress: bool = False) -> pd.DataFrame:
+                       adapters: Adapters, params, motion: dict | None = None, progress: bool = False,
+                       tracks: list[list[str]] | None = None) -> pd.DataFrame:
+    """PSEUDOLABELS rows of every frame; `tracks` (frame ids of each clip in time order) turn on temporal linking."""
     from tqdm import tqdm
 
+    picks = (temporal_picks(frames, frame_texts, adapters, params, motion, tracks)
+             if tracks and params.temporal_weight > 0 else {})
     rows = []
     for fid in tqdm(sorted(frames), desc="pseudolabel", disable=not progress):
         rows += pseudolabel_frame(frames[fid], frame_texts.get(fid, []), adapters, params,
-                                  None if motion is None else motion.get(fid))
+                                  None if motion is None else motion.get(fid), picks.get(fid))
     return pd.DataFrame(rows, columns=list(ROW_KEYS))

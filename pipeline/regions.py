@@ -26,7 +26,11 @@ from pipeline import rle as rle_utils
 from pipeline.types import SIDES, Hand, Proposal
 
 GEOM_NAMES = ("present", "center_dist", "gap_dist", "box_iou", "in_hand_box", "log_rel_size", "area_frac",
-              "touch", "dx", "dy", "prior")
+              "touch", "dx", "dy", "prior",
+              # what transfers between kitchens (issue: heads that generalise): the share of the region under
+              # this hand's mask and under the other hand's, its area relative to the hand MASK (log), its
+              # distance to the nearest fingertip in hand sizes, and how much of its box it fills
+              "hand_in", "other_in", "log_mask_ratio", "tip_dist", "compact")
 GEOM_DIM = len(GEOM_NAMES)
 # The hand mask is dilated by this fraction of the image diagonal before testing contact: a held object
 # usually borders the hand mask rather than overlapping it.
@@ -39,6 +43,7 @@ class HandView:
     feature: np.ndarray  # (D,), zeros when the hand or its mask embedding is missing
     box: np.ndarray  # (4,) x0, y0, x1, y1 in pixels; zeros when absent
     rle: str | None = None  # hand mask (COCO counts) when the masks stage produced one
+    landmarks: np.ndarray | None = None  # (21, 2) when the detector gave them
 
 
 @dataclass
@@ -63,7 +68,8 @@ class FrameRegions:
 
     def geometry(self, side: str) -> np.ndarray:
         if side not in self._geom:
-            self._geom[side] = pair_geometry(self, self.hands[side])
+            other = self.hands[SIDES[1 - SIDES.index(side)]]
+            self._geom[side] = pair_geometry(self, self.hands[side], other)
         return self._geom[side]
 
     def prior_scores(self) -> np.ndarray:
@@ -90,7 +96,8 @@ class FrameRegions:
             best = _best_hand(hands, side)
             row = None if best is None else hand_rows.get(best.hand_id)
             views[side] = _hand_view(best, None if row is None else features[row],
-                                     None if row is None else rle_utils.encode(proposals[row].mask), features.shape[1])
+                                     None if row is None else rle_utils.encode(proposals[row].mask), features.shape[1],
+                                     None if best is None else best.landmarks)
         return cls(frame_id, int(height), int(width), np.asarray([ids[i] for i in objs], np.int64),
                    features[objs].reshape(len(objs), features.shape[1]),
                    np.asarray([rle_utils.box(proposals[i].mask) for i in objs], np.float32).reshape(-1, 4),
@@ -103,14 +110,16 @@ def _best_hand(hands: list[Hand], side: str) -> Hand | None:
     return max(same, key=lambda h: h.score) if same else None
 
 
-def _hand_view(hand: Hand | None, feature: np.ndarray | None, rle: str | None, dim: int) -> HandView:
+def _hand_view(hand: Hand | None, feature: np.ndarray | None, rle: str | None, dim: int,
+               landmarks: np.ndarray | None = None) -> HandView:
     if hand is None:
         return HandView(False, np.zeros(dim, np.float32), np.zeros(4, np.float32))
     feat = np.zeros(dim, np.float32) if feature is None else np.asarray(feature, np.float32)
-    return HandView(True, feat, np.asarray(hand.box, np.float32), rle)
+    lm = None if landmarks is None or len(landmarks) < 21 else np.asarray(landmarks, np.float32).reshape(-1, 2)
+    return HandView(True, feat, np.asarray(hand.box, np.float32), rle, lm)
 
 
-def pair_geometry(fr: FrameRegions, hand: HandView) -> np.ndarray:
+def pair_geometry(fr: FrameRegions, hand: HandView, other: HandView | None = None) -> np.ndarray:
     """Scale-free hand→region geometry, (R, GEOM_DIM); all zeros for an absent hand."""
     out = np.zeros((fr.n_regions, GEOM_DIM), np.float32)
     if not hand.present or fr.n_regions == 0:
@@ -133,7 +142,50 @@ def pair_geometry(fr: FrameRegions, hand: HandView) -> np.ndarray:
     out[:, 7] = _touch(fr, hand, gap_x, gap_y, diag)
     out[:, 8:10] = (rc - hc) / diag
     out[:, 10] = fr.prior_scores()
+    out[:, 11:16] = mask_cues(fr, hand, other)
     return out
+
+
+def _inside(fr: FrameRegions, rle: str | None) -> np.ndarray:
+    """|region ∩ mask| / |region| for every region (iscrowd=1 on the mask makes pycocotools return that)."""
+    if rle is None or fr.n_regions == 0:
+        return np.zeros(fr.n_regions, np.float32)
+    regions = [{"size": [fr.height, fr.width], "counts": r.encode("ascii")} for r in fr.rles]
+    target = {"size": [fr.height, fr.width], "counts": rle.encode("ascii")}
+    return np.asarray(mask_utils.iou(regions, [target], [1]), np.float32).reshape(-1)
+
+
+def mask_cues(fr: FrameRegions, hand: HandView, other: HandView | None) -> np.ndarray:
+    """(R, 5): hand_in, other_in, log_mask_ratio (/5), tip_dist (hand sizes, capped at 3), compact."""
+    out = np.zeros((fr.n_regions, 5), np.float32)
+    out[:, 0] = _inside(fr, hand.rle)
+    out[:, 1] = _inside(fr, other.rle if other is not None and other.present else None)
+    hand_area = float(mask_utils.area({"size": [fr.height, fr.width], "counts": hand.rle.encode("ascii")})) \
+        if hand.rle else max(float((hand.box[2] - hand.box[0]) * (hand.box[3] - hand.box[1])), 1.0)
+    out[:, 2] = np.log(np.maximum(fr.areas, 1.0) / max(hand_area, 1.0)) / 5.0
+    out[:, 3] = _tip_distance(fr, hand)
+    box_area = np.maximum((fr.boxes[:, 2] - fr.boxes[:, 0]) * (fr.boxes[:, 3] - fr.boxes[:, 1]), 1.0)
+    out[:, 4] = np.clip(fr.areas / box_area, 0, 1)
+    return out
+
+
+TIPS = [4, 8, 12, 16, 20]  # MediaPipe thumb and finger tips
+
+
+def _tip_distance(fr: FrameRegions, hand: HandView, cap: float = 3.0) -> np.ndarray:
+    """Distance from each region to the nearest fingertip, in hand sizes; `cap` without landmarks."""
+    if hand.landmarks is None or fr.n_regions == 0:
+        return np.full(fr.n_regions, cap, np.float32)
+    src = np.ones((fr.height, fr.width), np.uint8)
+    for x, y in np.round(hand.landmarks[TIPS]).astype(int):
+        if 0 <= y < fr.height and 0 <= x < fr.width:
+            src[y, x] = 0
+    if src.all():
+        return np.full(fr.n_regions, cap, np.float32)
+    size = max(float(hand.box[2] - hand.box[0]), float(hand.box[3] - hand.box[1]), 1.0)
+    dist = cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_5) / size
+    out = np.array([float(dist[rle_utils.decode(r, fr.height, fr.width)].min(initial=cap)) for r in fr.rles], np.float32)
+    return np.minimum(out, cap)
 
 
 def _box_inter(b: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -184,13 +236,15 @@ def _from_tables(frame_id: str, masks: pd.DataFrame, feats: np.ndarray, hands: p
     obj = (masks["kind"] == "object").to_numpy()
     om = masks[obj]
     hand_list = [] if hands is None else [
-        Hand(int(r.hand_id), str(r.side), float(r.score), (r.x0, r.y0, r.x1, r.y1)) for r in hands.itertuples()]
+        Hand(int(r.hand_id), str(r.side), float(r.score), (r.x0, r.y0, r.x1, r.y1),
+             np.asarray(r.landmarks, np.float32).reshape(-1, 2)) for r in hands.itertuples()]
     views = {}
     for side in SIDES:
         best = _best_hand(hand_list, side)
         rows = np.flatnonzero((~obj) & (masks["hand_id"].to_numpy() == (best.hand_id if best else -10**9)))
         feat = feats[rows[0]] if len(rows) else None
-        views[side] = _hand_view(best, feat, str(masks.iloc[rows[0]]["rle"]) if len(rows) else None, feats.shape[1])
+        views[side] = _hand_view(best, feat, str(masks.iloc[rows[0]]["rle"]) if len(rows) else None, feats.shape[1],
+                                 None if best is None else best.landmarks)
     return FrameRegions(frame_id, H, W, om["mask_id"].to_numpy(np.int64), feats[obj],
                         om[["x0", "y0", "x1", "y1"]].to_numpy(np.float32), om["area"].to_numpy(float),
                         om["rle"].astype(str).tolist(), views, om["score"].to_numpy(np.float32))

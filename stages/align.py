@@ -32,8 +32,10 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
         raise WishError(root / "masks" / "masks.parquet", "no training frame has object proposals")
     used = phrases[phrases["narration_id"].isin({n for f in ids for n in narrs[f]})]
     texts = narration_texts(used, lambda t: lookup_texts(root / "embed" / "texts.h5", t))
+    video_of = dict(zip(frames["frame_id"].astype(str), frames["video_id"].astype(str)))
     model, curve = train_adapters([regions[f] for f in ids], [narrs[f] for f in ids], texts, p.align,
-                                  p.common.seed, resolve_device(p.common.device), progress=True)
+                                  p.common.seed, resolve_device(p.common.device), progress=True,
+                                  cand_params=p.pseudolabel, videos=[video_of[f] for f in ids])
     with atomic_dir(root / "align") as out:
         with atomic_path(out / "adapters.pt", ".pt") as tmp:
             save_adapters(model, tmp)

@@ -24,7 +24,8 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     excluded = eval_video_ids(p.common.eval_dirs)
     sources = discover(fp.sources, clips)
     with atomic_dir(root / "frames") as out:
-        df, skipped = extract(sources, fp.stride, fp.max_side, fps, narrations, excluded, set(fp.val_videos), out)
+        df, skipped = extract(sources, fp.stride, fp.max_side, fps, narrations, excluded, set(fp.val_videos), out,
+                              fp.folder_stride)
         if fp.require_narration:
             df = df[df["narration_ids"].map(len) > 0]
         covered = int((df["narration_ids"].map(len) > 0).sum())

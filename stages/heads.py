@@ -15,7 +15,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     from pipeline.heads import make_samples, train_heads
     from pipeline.io import atomic_dir, atomic_path, read_table, write_csv, write_json
     from pipeline.regions import load_frame_regions
-    from pipeline.schemas import PSEUDOLABELS
+    from pipeline.schemas import FRAMES, PSEUDOLABELS
 
     p = setup(params)
     labels_path = root / "pseudolabel" / "pseudolabels.parquet"
@@ -26,15 +26,23 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     samples = make_samples(regions, labels, p.heads.silent_as_none)
     if not samples:
         raise WishError(labels_path, "no pseudo-labelled detected hand matches the region artifacts")
-    heads, curve = train_heads(samples, p.heads, p.common.seed, resolve_device(p.common.device))
+    frames = read_table(root / "frames" / "frames.parquet", FRAMES)
+    videos = dict(zip(frames["frame_id"].astype(str), frames["video_id"].astype(str)))
+    heads, curve = train_heads(samples, p.heads, p.common.seed, resolve_device(p.common.device), videos)
     with atomic_dir(root / "heads") as out:
         with atomic_path(out / "heads.pt", ".pt") as tmp:
             heads.save(tmp)
         write_csv(curve, out / "curve.csv")
-        last = curve.groupby("head").tail(1).set_index("head")
+        refit = curve[curve["stage"] == "refit"]
+        last = refit.groupby("head").tail(1).set_index("head")
         summary = {"samples": len(samples), "positives": sum(s.target >= 0 for s in samples),
                    **{f"{h}_loss": float(r["loss"]) for h, r in last.iterrows()},
-                   **{f"{h}_train_acc": float(r["train_acc"]) for h, r in last.iterrows()}}
+                   **{f"{h}_train_acc": float(r["train_acc"]) for h, r in last.iterrows()},
+                   **{f"{h}_epochs": int(r["epoch"]) + 1 for h, r in last.iterrows()}}
+        select = curve[curve["stage"] == "select"]
+        for h, g in select.groupby("head"):
+            best = g.loc[g["val_loss"].idxmin()]
+            summary |= {f"{h}_val_loss": float(best["val_loss"]), f"{h}_val_acc": float(best["val_acc"])}
         write_json(summary, out / "summary.json")
     typer.echo(f"heads: {len(samples)} hands ({summary['positives']} holding); " +
                ", ".join(f"{h} loss {r['loss']:.3f}" for h, r in last.iterrows()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from stages.common import ParamsOpt, RootOpt, setup
@@ -16,6 +17,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     from pipeline.embed.cache import lookup_texts
     from pipeline.errors import WishError
     from pipeline.io import atomic_dir, read_table, write_json, write_table
+    from pipeline.plcheck import quality
     from pipeline.pseudolabel import motion_by_frame, pseudolabel_frames
     from pipeline.regions import load_frame_regions
     from pipeline.schemas import FRAMES, MOTION_SCORES, PHRASES, PSEUDOLABELS
@@ -27,11 +29,10 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     phrases = read_table(root / "nouns" / "phrases.parquet", PHRASES)
     narrs = training_narrations(frames, phrases, eval_video_ids(p.common.eval_dirs), frames_path)
     motion_df = None
-    ids = set(narrs)
-    if pl.source != "narration":
+    train = frames[(frames["split"] == "train") & ~frames["video_id"].isin(eval_video_ids(p.common.eval_dirs))]
+    ids = set(narrs) if pl.source == "narration" else set(train["frame_id"])
+    if pl.source in ("motion", "fused"):
         motion_df = read_table(root / "responsibility" / "motion_scores.parquet", MOTION_SCORES)
-        train_ids = set(frames.loc[frames["split"] == "train", "frame_id"])
-        ids |= set(motion_df["frame_id"]) & train_ids
     if not ids:
         raise WishError(frames_path, f"no training frame has a label source for pseudolabel.source={pl.source}")
     regions = load_frame_regions(root, sorted(ids))
@@ -40,14 +41,31 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     frame_texts = {f: [texts[n] for n in narrs.get(f, []) if n in texts] for f in regions}
     adapters = load_adapters(root / "align" / "adapters.pt")
     motion = None if motion_df is None else motion_by_frame(motion_df, regions)
-    labels = pseudolabel_frames(regions, frame_texts, adapters, pl, motion, progress=True)
+    tracks = clip_tracks(frames, set(regions))
+    labels = pseudolabel_frames(regions, frame_texts, adapters, pl, motion, progress=True, tracks=tracks)
     with atomic_dir(root / "pseudolabel") as out:
         write_table(labels, PSEUDOLABELS, out / "pseudolabels.parquet", dict(source=pl.source, min_score=pl.min_score))
-        summary = _summary(labels)
+        summary = _summary(labels) | quality(labels, regions, frames, tracks, p.frames.clips_csv, p.pseudolabel.weak_csv)
         write_json(summary, out / "summary.json")
         _overlays(root, frames, regions, labels, pl.overlays, out / "overlays")
+        _sheets(root, frames, regions, labels, tracks, out / "sheets")
     typer.echo(f"pseudolabel ({pl.source}): {len(regions)} frames; holds: " +
-               ", ".join(f"{s} {summary[f'holds_{s}']:.0%}" for s in ("left", "right")))
+               ", ".join(f"{s} {summary[f'holds_{s}']:.0%}" for s in ("left", "right")) +
+               f"; weak-label frames: named hand holds {summary.get('named_hand_holds', float('nan')):.2f}, "
+               f"other hand {summary.get('other_hand_holds', float('nan')):.2f}; consecutive-pick IoU median "
+               f"{summary['consecutive_iou_median'] or 0:.2f}")
+
+
+def clip_tracks(frames, keep: set[str], max_gap: int = 300) -> list[list[str]]:
+    """Frame ids of each source clip / frame folder in time order (the temporal-consistency tracks), split where
+    consecutive frames are more than `max_gap` EPIC frames (~5 s) apart: a frame folder's frames may come from
+    different actions."""
+    sub = frames[frames["frame_id"].isin(keep)].sort_values(["source", "epic_frame"])
+    tracks = []
+    for _, g in sub.groupby("source", sort=True):
+        split = np.flatnonzero(np.diff(g["epic_frame"].to_numpy()) > max_gap) + 1
+        tracks += [t.tolist() for t in np.split(g["frame_id"].astype(str).to_numpy(), split) if len(t) > 1]
+    return tracks
 
 
 def _summary(labels) -> dict:
@@ -60,8 +78,6 @@ def _summary(labels) -> dict:
 
 def _overlays(root: Path, frames, regions, labels, n: int, out: Path) -> None:
     """Evenly spaced sample of labelled frames: hand boxes, chosen region per side, the matched phrase."""
-    import numpy as np
-
     from pipeline.io import read_image, write_image
     from pipeline.overlay import hand_object_overlay
 
@@ -76,3 +92,18 @@ def _overlays(root: Path, frames, regions, labels, n: int, out: Path) -> None:
         rows = by_frame[fid]
         choice = {r.side: (int(r.mask_id), f"{r.phrase or r.source} {r.match_score:.2f}") for r in rows.itertuples()}
         write_image(hand_object_overlay(img, regions[fid], choice), out / f"{fid}.png")
+
+
+def _sheets(root: Path, frames, regions, labels, tracks: list[list[str]], out: Path, per_sheet: int = 8) -> None:
+    """One by-eye sheet per track (clip): crops around each hand with its pseudo-label, frames in time order."""
+    from pipeline.io import read_image, write_image
+    from pipeline.plcheck import clip_sheet
+
+    paths = dict(zip(frames["frame_id"], frames["image_path"]))
+    by_frame = {f: g for f, g in labels.groupby("frame_id")}
+    out.mkdir(parents=True, exist_ok=True)
+    for track in tracks:
+        ids = [track[i] for i in np.unique(np.linspace(0, len(track) - 1, per_sheet).astype(int))]
+        sheet = clip_sheet([read_image(root / "frames" / paths[f]) for f in ids], [regions[f] for f in ids],
+                           [by_frame[f] for f in ids])
+        write_image(sheet, out / f"{ids[0]}.png")
