@@ -151,7 +151,7 @@ def pseudolabel(ctx: FrameContext, models, params, source: str = "narration") ->
 
     pl_params = params.pseudolabel.model_copy(update={"source": source})
     texts = models.narration_texts(ctx.narrations) if source == "narration" else []
-    rows = pseudolabel_frame(ctx.regions, texts, models.adapters, pl_params)
+    rows = pseudolabel_frame(ctx.regions, texts, models.adapters if texts else None, pl_params)
     out = {}
     for r in rows:
         side = r["side"]

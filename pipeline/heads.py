@@ -16,7 +16,7 @@ is an exact ablation. Prediction per detected hand:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -222,7 +222,20 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
             rows += [x | {"stage": "select"} for x in r]
         heads[kind], r, _ = _train_one(kind, data, cfg, params, seed + offset, device, epochs)
         rows += [x | {"stage": "refit"} for x in r]
-    return Heads(cfg, heads["contact"], heads["matching"]), pd.DataFrame(rows)
+    out = Heads(cfg, heads["contact"], heads["matching"])
+    if val and params.calibrate_threshold:
+        out.cfg = replace(cfg, contact_threshold=calibrate_threshold(out, val))
+    return out, pd.DataFrame(rows)
+
+
+def calibrate_threshold(heads: "Heads", val: list[Sample]) -> float:
+    """The "holds something" threshold that best agrees with the held-out videos' pseudo-labels: the heads'
+    probabilities are not calibrated (one positive among ~100 regions, label smoothing), so 0.5 is arbitrary."""
+    probs = [heads.probs(s.frame, s.side) for s in val]
+    held = np.array([s.target >= 0 for s in val])
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    agree = [np.mean([decide(pc, pm, t)[1] for pc, pm in probs] == held) for t in grid]
+    return float(grid[int(np.argmax(agree))])
 
 
 class Heads:

@@ -286,8 +286,8 @@ class PseudolabelParams(Section):
     source: Literal["narration", "motion", "fused", "priors"] = "fused"
     # Below this cosine a phrase gives no label.
     min_score: float = -1.0
-    # Weight of the proposer's own ranking score added to the prior (0: off).
-    prior_weight: float = 0.0
+    # Weight of the log of the proposer's own ranking score (hand-contact cues) added to the prior (0: off).
+    prior_weight: float = 3.0
     motion_threshold: float = 0.5
     # Weights of the z-scored narration match and motion score added to the prior score.
     text_weight: float = Field(1.0, ge=0)
@@ -331,6 +331,8 @@ class HeadsParams(Section):
     # Share of training VIDEOS held out to choose each head's epoch count (early stopping); the heads are then
     # refit on all training frames for that many epochs. 0: train `epochs` on everything.
     val_fraction: float = Field(0.25, ge=0, lt=1)
+    # Choose contact_threshold on those held-out videos (agreement with their pseudo-labels' holds).
+    calibrate_threshold: bool = True
 
 
 class ScoreParams(Section):

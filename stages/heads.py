@@ -38,7 +38,8 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
         summary = {"samples": len(samples), "positives": sum(s.target >= 0 for s in samples),
                    **{f"{h}_loss": float(r["loss"]) for h, r in last.iterrows()},
                    **{f"{h}_train_acc": float(r["train_acc"]) for h, r in last.iterrows()},
-                   **{f"{h}_epochs": int(r["epoch"]) + 1 for h, r in last.iterrows()}}
+                   **{f"{h}_epochs": int(r["epoch"]) + 1 for h, r in last.iterrows()},
+                   "contact_threshold": heads.cfg.contact_threshold}
         select = curve[curve["stage"] == "select"]
         for h, g in select.groupby("head"):
             best = g.loc[g["val_loss"].idxmin()]
