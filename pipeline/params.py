@@ -153,11 +153,18 @@ class OfflineProposalParams(Section):
 
 
 class MasksParams(Section):
-    backend: Literal["offline", "sam", "sam_hands", "gsam"] = "offline"
+    backend: str = "offline"  # a name of pipeline.masks.BACKENDS
     max_proposals: int = 100
     offline: OfflineProposalParams = OfflineProposalParams()
     sam: SamParams = SamParams()
     gsam: GsamParams = GsamParams()
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from pipeline.masks import BACKENDS
+
+        return BACKENDS.check(v)
 
 
 class OfflineEmbedParams(Section):
@@ -186,10 +193,17 @@ class ClipParams(Section):
 
 
 class EmbedParams(Section):
-    backend: Literal["offline", "clip"] = "offline"
+    backend: str = "offline"  # a name of pipeline.embed.BACKENDS
     batch_size: int = 64
     offline: OfflineEmbedParams = OfflineEmbedParams()
     clip: ClipParams = ClipParams()
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from pipeline.embed import BACKENDS
+
+        return BACKENDS.check(v)
 
 
 class AlignParams(Section):
@@ -234,8 +248,7 @@ class ScoreParams(Section):
     evalset: str = f"{DATA}/evalset"
     overlays: bool = True
     # Methods scored by the `score` stage: the model and each baseline (see pipeline/baselines.py).
-    methods: list[Literal["wish", "wish_contact_only", "wish_matching_only", "baseline_nearest",
-                          "baseline_narration", "pseudolabel"]] = [
+    methods: list[str] = [
         "wish", "wish_contact_only", "wish_matching_only", "baseline_nearest", "baseline_narration", "pseudolabel"]
     # Left and right held objects with IoU above this become one "both hands" object (EgoHOS id 5).
     both_iou: float = Field(0.5, ge=0.0, le=1.0)
@@ -245,6 +258,16 @@ class ScoreParams(Section):
     nearest_max_inside_hand: float = Field(0.5, ge=0.0, le=1.0)
     # `wish predict` on a video: every stride-th frame, downscaled to frames.max_side.
     video_stride: int = Field(10, ge=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        from pipeline.baselines import SPECS  # the one list of methods
+
+        unknown = [m for m in v if m not in SPECS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known: {list(SPECS)}")
+        return v
 
 
 class ResponsibilityParams(Section):

@@ -7,7 +7,9 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -76,9 +78,44 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def file_digest(path: str | Path, n: int = 12) -> str:
-    """Short sha256 of a checkpoint file, so cache keys change when the weights do."""
+    """Short sha256 of a weights file, so cache keys change when the weights do (the one digest of the project:
+    embed keys, CLIP ids). Memoised per (path, mtime, size): encoders ask for it once per frame."""
+    st = os.stat(path)
+    return _digest(str(path), st.st_mtime_ns, st.st_size)[:n]
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()[:n]
+    return h.hexdigest()
+
+
+def load_blob(path: str | Path, what: str, keys: tuple[str, ...], stage: str) -> dict:
+    """A checkpoint this project wrote (a dict with `keys`), loaded tensors-only. Missing, truncated, foreign or
+    the other stage's checkpoint (adapters.pt where heads.pt belongs) is a WishError naming the file, raised
+    before any image is processed."""
+    path = Path(path)
+    if not path.is_file():
+        raise WishError(path, f"{what} checkpoint not found (run the {stage} stage)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a torch file, pickled code: torch raises several types
+        raise WishError(path, f"not a readable {what} checkpoint (truncated or corrupt? re-run the {stage} stage): "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    if not isinstance(blob, dict) or not set(keys) <= set(blob):
+        found = sorted(blob) if isinstance(blob, dict) else type(blob).__name__
+        raise WishError(path, f"not a {what} checkpoint: expected keys {sorted(keys)}, found {found} "
+                              f"(written by another stage?)")
+    return blob
+
+
+def build_from_blob(path: str | Path, what: str, build):
+    """Run `build()` (config + load_state_dict from a loaded blob); a shape or config mismatch names the file."""
+    try:
+        return build()
+    except (TypeError, KeyError, RuntimeError, ValueError) as e:
+        raise WishError(path, f"{what} checkpoint does not fit this code (stale or another stage's?): "
+                              f"{str(e).splitlines()[0]}") from e

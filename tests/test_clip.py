@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from pipeline.embed import build_encoders
-from pipeline.embed.clip import (cls_attention_mask, create_clip, make_encoders, masked_crop, normalise,
+from pipeline.embed.clip import (cls_attention_mask, create_clip, make_encoders, normalise,
                                  patch_allowed)
+from pipeline.embed.offline import GREY, masked_crop
 from pipeline.errors import WishError
 from pipeline.params import ClipParams, CommonParams, EmbedParams
 
@@ -91,8 +92,8 @@ def test_patch_grid_and_cls_mask():
 def test_crop_mode(tiny_model, image):
     regions, _ = encoders(tiny_model, mode="crop")
     m = box_mask(image.shape, 20, 20, 60, 100)
-    crop = masked_crop(image, m, 0.1, (64, 64))
-    assert crop.shape == (64, 64, 3) and (crop[0, 0] == 128).all()  # outside the mask: grey
+    crop = masked_crop(image, m, 0.1, "grey", 64)
+    assert crop.shape == (64, 64, 3) and (crop[0, 0] == GREY).all()  # outside the mask: grey
     feats = regions.encode(image, [m, box_mask(image.shape, 100, 0, 160, 40)])
     assert feats.shape == (2, 32) and np.abs(feats[0] - feats[1]).max() > 1e-3
     assert "crop" in regions.weights_id and "attention" in encoders(tiny_model)[0].weights_id

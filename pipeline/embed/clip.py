@@ -18,9 +18,8 @@ import open_clip
 import torch
 
 from pipeline.device import resolve_device
-from pipeline.embed import register
+from pipeline.embed.offline import masked_crop
 from pipeline.errors import WishError
-from pipeline.rle import box
 from pipeline.weights import file_digest, resolve_checkpoint
 
 
@@ -125,22 +124,13 @@ class ClipRegionEncoder:
         return torch.cat(out)
 
     def _crops(self, image: np.ndarray, masks: list[np.ndarray]) -> torch.Tensor:
-        crops = np.stack([masked_crop(image, m, self.context, self.size) for m in masks])
+        # the offline backend's crop (one definition): square, grey outside the mask, then CLIP's (H, W)
+        crops = [masked_crop(image, m, self.context, "grey", max(self.size)) for m in masks]
+        if self.size[0] != self.size[1]:
+            crops = [cv2.resize(c, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA) for c in crops]
+        crops = np.stack(crops)
         return torch.cat([self.model.encode_image(normalise(crops[i:i + self.batch_size], self.model, self.device))
                           for i in range(0, len(crops), self.batch_size)])
-
-
-def masked_crop(image: np.ndarray, mask: np.ndarray, context: float, size: tuple[int, int]) -> np.ndarray:
-    """Square crop centred on the mask's box (side = longer box side x (1 + context)), grey outside the mask."""
-    x0, y0, x1, y1 = box(mask)
-    side = max(x1 - x0, y1 - y0, 1.0) * (1 + context)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    grey = np.full_like(image, 128)
-    img = np.where(mask[..., None], image, grey)
-    m = np.float32([[size[1] / side, 0, size[1] / 2 - cx * size[1] / side],
-                    [0, size[0] / side, size[0] / 2 - cy * size[0] / side]])
-    return cv2.warpAffine(img, m, (size[1], size[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=(128, 128, 128))
 
 
 class ClipTextEncoder:
@@ -166,7 +156,6 @@ def make_encoders(model: torch.nn.Module, model_name: str, weights: str, clip_pa
     return regions, ClipTextEncoder(model, open_clip.get_tokenizer(model_name), ident, batch_size, device)
 
 
-@register("clip")
 def build(embed_params, common_params) -> tuple[ClipRegionEncoder, ClipTextEncoder]:
     cp = embed_params.clip
     model, weights = load_clip(cp, common_params)

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from pipeline.masks import register
 from pipeline.masks.common import (Graph, build_graph, cut_sums, gradient, mask_nms, pixel_sums, relabel,
                                    skin_mask, unique_rows, upscale_labels, work_image)
 from pipeline.masks.handmask import hand_regions, to_proposal
@@ -287,7 +286,6 @@ def propose(image: np.ndarray, hands: list[Hand], op, max_proposals: int) -> lis
     return objects + [to_proposal(m, h, image.shape[:2]) for m, h in zip(hand_small, hands)]
 
 
-@register("offline")
 def build(masks_params, common_params):
     op, budget = masks_params.offline, masks_params.max_proposals
     cv2.setNumThreads(common_params.num_threads)
