@@ -7,10 +7,12 @@
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 import torch
@@ -55,6 +57,7 @@ def resolve_checkpoint(local: str | None, *, url: str | None, allow_download: bo
     if not allow_download or url is None:
         raise _missing(url, what, param)
     target = _cached_path(url)
+    require_network(url, f"{what}: cannot download {target.name} (set {param} to a local copy)")
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(url, str(target), progress=True)  # writes a temp file, then renames
     return _check_file(target, param)
@@ -119,3 +122,45 @@ def build_from_blob(path: str | Path, what: str, build):
     except (TypeError, KeyError, RuntimeError, ValueError) as e:
         raise WishError(path, f"{what} checkpoint does not fit this code (stale or another stage's?): "
                               f"{str(e).splitlines()[0]}") from e
+
+
+@contextlib.contextmanager
+def hub_offline(active: bool = True) -> Iterator[None]:
+    """No Hugging Face Hub request inside the block (when `active`): files must already be in the local cache.
+    The hub reads HF_HUB_OFFLINE once at import, so its constant is switched too; both are restored after."""
+    if not active:
+        yield
+        return
+    from huggingface_hub import constants
+
+    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    saved = constants.HF_HUB_OFFLINE
+    os.environ.update({k: "1" for k in saved_env})
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def hub_cache_dir() -> Path:
+    """Where Hugging Face Hub files (CLIP weights and tokenizers) are looked up: honours $HF_HUB_CACHE/$HF_HOME."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def require_network(url: str, problem: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not after a minute of library retries, when the download host cannot be reached."""
+    import socket
+
+    host = urlparse(url).hostname or url
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as e:
+        raise WishError(None, f"{problem}: {host} is unreachable ({e})") from e

@@ -132,3 +132,46 @@ def test_no_weights_offline_names_the_param(tiny_name, tmp_path):
     missing = EmbedParams(backend="clip", clip=ClipParams(checkpoint="/nonexistent/clip.pt"))
     with pytest.raises(WishError, match="embed.clip.checkpoint"):
         build_encoders(missing, CommonParams(device="cpu"))
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any name lookup fails at once and is recorded: the code under test must not try."""
+    import socket
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args[:1])
+        raise OSError("network is off in this test")
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return calls
+
+
+def test_no_weights_offline_names_file_and_folder_without_a_request(no_network):
+    from pipeline.weights import hub_cache_dir
+
+    ep = EmbedParams(backend="clip", clip=ClipParams(model="ViT-B-16", pretrained="openai"))
+    with pytest.raises(WishError) as err:
+        build_encoders(ep, CommonParams(device="cpu", allow_download=False))
+    msg = str(err.value)
+    assert "embed.clip.checkpoint" in msg and "timm/vit_base_patch16_clip_224.openai" in msg
+    assert str(hub_cache_dir()) in msg and no_network == []
+
+
+def test_download_failure_is_a_clear_error(no_network):
+    ep = EmbedParams(backend="clip", clip=ClipParams(model="ViT-B-16", pretrained="openai"))
+    with pytest.raises(WishError, match="the download failed.*embed.clip.checkpoint"):
+        build_encoders(ep, CommonParams(device="cpu", allow_download=True))
+
+
+def test_hub_hosted_tokenizer_stays_offline_unless_allowed(no_network):
+    import time
+
+    from pipeline.embed.clip import load_tokenizer
+
+    start = time.perf_counter()
+    with pytest.raises(WishError, match="tokenizer.*common.allow_download"):
+        load_tokenizer("ViT-B-16-SigLIP", allow_download=False)
+    assert no_network == [] and time.perf_counter() - start < 20
+    assert load_tokenizer(TINY, allow_download=False) is not None  # built-in tokenizers need no files
