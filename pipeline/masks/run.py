@@ -36,6 +36,9 @@ def _init_worker(backend: str, masks_params, common_params) -> None:
     import cv2
 
     from pipeline.masks import build_proposer
+    from pipeline.procs import die_with_parent
+
+    die_with_parent()  # a killed stage must not leave its workers running
 
     _WORKER["backend"], _WORKER["proposer"] = backend, build_proposer(masks_params, common_params)
     cv2.setNumThreads(1)  # the processes are the parallelism
