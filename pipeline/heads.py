@@ -219,7 +219,7 @@ def load_heads(path: str | Path) -> Heads:
 
     def build() -> Heads:
         cfg = HeadsConfig(**blob["config"])
-        heads = []
+        heads: list[PairHead | None] = []
         for kind in ("contact", "matching"):
             if blob[kind] is None:
                 heads.append(None)

@@ -168,7 +168,7 @@ class Regions:
         self.parts = []
         for space, sims in strategies:
             img = to_space(small, space)
-            for idx, (s, k, w) in enumerate(keys):
+            for idx, (s, _k, w) in enumerate(keys):
                 if s != space:
                     continue
                 labels, graph, n = maps[idx], graphs[idx], len(graphs[idx].area)
