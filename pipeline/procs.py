@@ -17,8 +17,10 @@ import time
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(poll_s: float = 1.0) -> None:
-    parent = os.getppid()
+def die_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """Exit now if `parent` (the pid that started this worker) is gone, else as soon as it goes."""
+    if os.getppid() != parent:  # it died while this worker was still starting (imports take seconds)
+        os._exit(1)
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
