@@ -17,6 +17,8 @@ import yaml
 
 from conftest import DATA, ROOT
 
+pytestmark = pytest.mark.faults
+
 PLATE = "P01_09_left_plate_93267_94233_raw682x384.mp4"  # 90 frames, narrated
 EVAL_IDS = ["P01_104_frame_0000001851", "P02_101_frame_0000011665"]
 SMALL = {
@@ -55,12 +57,13 @@ def merged(base: dict, over: dict) -> dict:
     return out
 
 
-def env() -> dict:
-    return {**os.environ, "PYTHONPATH": os.environ["WISH_FAULT_PROJECT"], "OMP_NUM_THREADS": "1"}
+def env(proj: Path) -> dict:
+    """`wish` runs the project's copy of the code, one thread per process (2 shared cores)."""
+    return {**os.environ, "PYTHONPATH": str(proj), "OMP_NUM_THREADS": "1"}
 
 
 def dvc(proj: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run(["dvc", *args], cwd=proj, env=env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(["dvc", *args], cwd=proj, env=env(proj), capture_output=True, text=True, timeout=timeout)
 
 
 def lock_outs(proj: Path) -> dict[str, str]:
@@ -83,7 +86,6 @@ def project(tmp_path_factory):
         shutil.copytree(ROOT / d, proj / d, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
     (proj / "params.yaml").write_text(yaml.safe_dump(merged(yaml.safe_load((ROOT / "params.yaml").read_text()), SMALL)))
-    os.environ["WISH_FAULT_PROJECT"] = str(proj)
     assert dvc(proj, "init", "--no-scm", "-q").returncode == 0
     run = dvc(proj, "repro", *TARGETS)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -149,7 +151,6 @@ def temp_leftovers(proj: Path) -> list[str]:
             if TEMP.match(p.name)]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("stage", list(HEAVY))
 def test_kill_9_mid_stage_leaves_nothing_and_the_next_repro_restores(stage, project, tmp_path):
     proj, before = project
@@ -157,7 +158,7 @@ def test_kill_9_mid_stage_leaves_nothing_and_the_next_repro_restores(stage, proj
         shutil.rmtree(proj / "artifacts" / "embed")  # persist: a forced run would reuse its whole cache
     log = tmp_path / "log.txt"
     with open(log, "wb") as out:
-        run = subprocess.Popen(["dvc", "repro", "--force", "-s", stage], cwd=proj, env=env(), stdout=out,
+        run = subprocess.Popen(["dvc", "repro", "--force", "-s", stage], cwd=proj, env=env(proj), stdout=out,
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         pid = wait_for(lambda: stage_pid(run.pid, stage) if HEAVY[stage] in log.read_text(errors="replace") else None,
