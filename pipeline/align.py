@@ -198,15 +198,15 @@ def save_adapters(model: Adapters, path: str | Path) -> None:
 
 
 def load_adapters(path: str | Path) -> Adapters:
-    from pipeline.errors import WishError
+    from pipeline.weights import build_from_blob, load_blob
 
-    path = Path(path)
-    if not path.is_file():
-        raise WishError(path, "adapters checkpoint not found (run the align stage)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = Adapters(AdapterConfig(**blob["config"]))
-    model.load_state_dict(blob["state_dict"])
-    return model.eval()
+    blob = load_blob(path, "adapters", ("config", "state_dict"), "align")
+
+    def build() -> Adapters:
+        model = Adapters(AdapterConfig(**blob["config"]))
+        model.load_state_dict(blob["state_dict"])
+        return model.eval()
+    return build_from_blob(path, "adapters", build)
 
 
 def train_adapters(frames: list[FrameRegions], frame_narrations: list[list[str]], texts: dict[str, NarrationTexts],

@@ -19,6 +19,7 @@ same frames and proposals.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import cv2
@@ -29,12 +30,16 @@ from pipeline.predict import FrameContext
 from pipeline.types import SIDES
 
 Method = Callable[[FrameContext, object, object], dict[str, Decision]]
-# What a method needs from Models, so the scorer builds only that (FrameRegions, narrations).
-NEEDS_REGIONS = {"wish", "wish_contact_only", "wish_matching_only", "baseline_narration", "pseudolabel",
-                 "pseudolabel_priors"}
-NEEDS_NARRATIONS = {"baseline_narration", "pseudolabel"}
-# Ceilings that read the ground truth (FrameContext.gt): only `wish evaluate` / `score` can run them.
-NEEDS_GT = {"oracle_selection"}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method and what it needs from Models, so the scorer builds (and checks up front) only that."""
+    fn: Method
+    regions: bool = True  # FrameRegions (embeddings of every proposal)
+    narrations: bool = False  # the frame's own narrations (eval set narrations.csv)
+    checkpoints: tuple[str, ...] = ()  # Models attributes that load a trained checkpoint
+    gt: bool = False  # reads the ground truth (FrameContext.gt): only `wish evaluate` / `score` can run it
 
 
 def _absent(side: str) -> Decision:
@@ -187,13 +192,24 @@ def oracle_selection(ctx: FrameContext, models, params) -> dict[str, Decision]:
     return out
 
 
-METHODS: dict[str, Method] = {
-    "wish": wish,
-    "wish_contact_only": wish_contact_only,
-    "wish_matching_only": wish_matching_only,
-    "baseline_nearest": nearest,
-    "baseline_narration": narration,
-    "pseudolabel": pseudolabel,
-    "pseudolabel_priors": pseudolabel_priors,
-    "oracle_selection": oracle_selection,
+# The one list of methods: params (score.methods), `wish predict --method` and the scorer all read it.
+SPECS: dict[str, MethodSpec] = {
+    "wish": MethodSpec(wish, checkpoints=("heads",)),
+    "wish_contact_only": MethodSpec(wish_contact_only, checkpoints=("heads",)),
+    "wish_matching_only": MethodSpec(wish_matching_only, checkpoints=("heads",)),
+    "baseline_nearest": MethodSpec(nearest, regions=False),
+    "baseline_narration": MethodSpec(narration, narrations=True, checkpoints=("adapters",)),
+    "pseudolabel": MethodSpec(pseudolabel, narrations=True, checkpoints=("adapters",)),
+    "pseudolabel_priors": MethodSpec(pseudolabel_priors),
+    "oracle_selection": MethodSpec(oracle_selection, regions=False, gt=True),
 }
+METHODS: dict[str, Method] = {name: spec.fn for name, spec in SPECS.items()}
+NEEDS_REGIONS = {name for name, spec in SPECS.items() if spec.regions}
+NEEDS_NARRATIONS = {name for name, spec in SPECS.items() if spec.narrations}
+NEEDS_GT = {name for name, spec in SPECS.items() if spec.gt}
+
+
+def load_checkpoints(models, methods: list[str]) -> None:
+    """Load every checkpoint `methods` use now, so a missing or corrupt one fails before the first image."""
+    for name in dict.fromkeys(c for m in methods for c in SPECS[m].checkpoints):
+        getattr(models, name)

@@ -12,10 +12,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.data import epic
+from pipeline.data.epic import EPIC_FRAME
 from pipeline.errors import WishError
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
-EPIC_FRAME = re.compile(r"^frame_(\d{10})\.jpg$")
+# Video files decoded by `frames`, `responsibility` and `wish predict` alike.
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 EPIC_VIDEO = re.compile(r"^(P\d{2}_\d{2,3})")
 
 

@@ -288,19 +288,19 @@ def decide(pc: np.ndarray | None, pm: np.ndarray | None, threshold: float) -> tu
 
 
 def load_heads(path: str | Path) -> Heads:
-    from pipeline.errors import WishError
+    from pipeline.weights import build_from_blob, load_blob
 
-    path = Path(path)
-    if not path.is_file():
-        raise WishError(path, "heads checkpoint not found (run the heads stage)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = HeadsConfig(**blob["config"])
-    heads = []
-    for kind in ("contact", "matching"):
-        if blob[kind] is None:
-            heads.append(None)
-            continue
-        h = _new_head(kind, cfg)
-        h.load_state_dict(blob[kind])
-        heads.append(h.eval())
-    return Heads(cfg, *heads)
+    blob = load_blob(path, "heads", ("config", "contact", "matching"), "heads")
+
+    def build() -> Heads:
+        cfg = HeadsConfig(**blob["config"])
+        heads: list[PairHead | None] = []
+        for kind in ("contact", "matching"):
+            if blob[kind] is None:
+                heads.append(None)
+                continue
+            h = _new_head(kind, cfg)
+            h.load_state_dict(blob[kind])
+            heads.append(h.eval())
+        return Heads(cfg, *heads)
+    return build_from_blob(path, "heads", build)

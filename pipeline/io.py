@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,12 +23,45 @@ from pipeline.errors import WishError
 from pipeline.schemas import ArtifactSchema, H5Schema
 
 
+# Temp names carry the writer's pid (".<target>.<pid>.<random>"), so a later writer can tell a dead run's leftovers
+# (kill -9, power loss) from a live concurrent run's work in progress and remove only the former.
+_SWEPT: set[Path] = set()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ".<target>.<pid>.<mkstemp's 8 chars>[suffix]" or ".<target>.<pid>.old"
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.(?:[a-z0-9_]{8}(?:\..*)?|old)$")
+
+
+def sweep_stale(directory: Path, target: str | None = None) -> None:
+    """Remove temp files/dirs (of `target`, or of any target) left in `directory` by writers that no longer run."""
+    for p in directory.iterdir():
+        m = _TEMP_NAME.match(p.name)
+        if m and (target is None or m["target"] == target) and not _pid_alive(int(m["pid"])):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path next to `target`; rename it onto `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    if target.parent not in _SWEPT:  # once per directory and process: writers of many images stay cheap
+        sweep_stale(target.parent)
+        _SWEPT.add(target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=suffix or ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -38,15 +72,29 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
+# Removes the temp dir if its writer dies before saying "done" on stdin: stdin reaches EOF when the writer exits,
+# however it exits (kill -9 included), so even a killed stage leaves no half-built directory behind.
+_JANITOR = ("import shutil, sys\n"
+            "if sys.stdin.buffer.read() != b'done':\n"
+            "    shutil.rmtree(sys.argv[1], ignore_errors=True)\n")
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Like atomic_path for a whole directory: build it aside, then swap it in."""
+    import subprocess
+    import sys
+
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    sweep_stale(target.parent, target.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", dir=target.parent))
+    # own session: a kill of the stage's process group does not take the janitor with it
+    janitor = subprocess.Popen([sys.executable, "-I", "-S", "-c", _JANITOR, str(tmp)], stdin=subprocess.PIPE,
+                               start_new_session=True)
     try:
         yield tmp
-        old = target.with_name(f".{target.name}.old")
+        old = target.with_name(f".{target.name}.{os.getpid()}.old")
         if target.exists():
             shutil.rmtree(old, ignore_errors=True)
             target.rename(old)
@@ -55,6 +103,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        janitor.communicate(b"done")  # the dir is in place or gone: nothing left to clean
 
 
 def write_table(df: pd.DataFrame, schema: ArtifactSchema, path: str | Path, extra_meta: dict | None = None) -> Path:

@@ -3,7 +3,6 @@ responsibility HDF5, MOTION_SCORES rows and overlays.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import cv2
@@ -11,12 +10,12 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from pipeline.data.epic import EPIC_FRAME
 from pipeline.errors import WishError
 from pipeline.motion import OK, FrameMotion, dequantise, quantise, region_motion_scores
 from pipeline.schemas import RESPONSIBILITY_MAPS
 from pipeline.types import SIDES, Hand
 
-EPIC_FRAME = re.compile(r"^frame_(\d{10})\.jpg$")
 
 
 def work_geometry(width: int, height: int, work_side: int) -> tuple[tuple[int, int], float]:

@@ -207,6 +207,19 @@ class PhraseExtractor:
                 return Phrase(text, head, cid, self.taxonomy.keys[cid], source)
         return Phrase(text, singular(lemma), -1, "", source)
 
+    def reads_as_english(self, text: str) -> bool:
+        """Some word of it is an English stop word, an EPIC verb or an EPIC noun. Every EPIC narration has one;
+        a narration in another language or script ("nimm das Messer") has none, and spaCy's English parse of it
+        would be a made-up object of class -1."""
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        def known(w: str) -> bool:
+            stem = re.sub(r"(ing|es|s|ed)$", "", w)  # "mixing", "stirring", "taking": inflected EPIC verbs
+            forms = {w, stem, stem + "e", stem[:-1] if len(stem) > 2 and stem[-1] == stem[-2] else stem}
+            return w in STOP_WORDS or bool(forms & self.verbs) or self.taxonomy.knows(w)
+
+        return any(known(w) for w in re.findall(r"[a-z]+", strip_markers(text).lower()))
+
     def from_epic_nouns(self, all_nouns: object) -> list[Phrase]:
         """Fallback: EPIC annotated nouns 'cup:tea' -> phrase 'tea cup', 'pan:cast:iron' -> 'cast iron pan'."""
         out = []
@@ -234,10 +247,18 @@ def hand_texts(phrase: str, templates: dict[str, str]) -> dict[str, str]:
 def build_phrases(narrations: pd.DataFrame, extractor: PhraseExtractor,
                   templates: dict[str, str]) -> tuple[pd.DataFrame, dict]:
     """One row per noun phrase of each narration (PHRASES schema) and counts for the metadata."""
-    parsed = extractor.extract(narrations["narration"].tolist())
-    rows, counts = [], {"narrations": len(narrations), "spacy": 0, "epic_noun": 0, "no_phrase": 0}
+    texts = narrations["narration"].fillna("").astype(str).tolist()
+    parsed = extractor.extract(texts)
+    rows, counts = [], {"narrations": len(narrations), "spacy": 0, "epic_noun": 0, "no_phrase": 0,
+                        "empty_narration": 0, "not_english": 0}
     hits = 0
-    for r, (hand, phrases) in zip(narrations.itertuples(index=False), parsed):
+    for r, text, (hand, phrases) in zip(narrations.itertuples(index=False), texts, parsed):
+        # Counted warnings, not errors: the frame keeps its narration id and falls back to EPIC's nouns.
+        if not text.strip():
+            counts["empty_narration"] += 1
+        elif not extractor.reads_as_english(text):
+            counts["not_english"] += 1
+            phrases = []  # an English parse of it is no object
         hits += contains_noun(phrases, r.noun)
         if not phrases:
             phrases = extractor.from_epic_nouns(r.all_nouns)

@@ -220,12 +220,19 @@ class HandMaskParams(Section):
 
 
 class MasksParams(Section):
-    backend: Literal["offline", "sam", "sam_hands", "gsam"] = "offline"
+    backend: str = "offline"  # a name of pipeline.masks.BACKENDS
     max_proposals: int = 100
     hand_mask: HandMaskParams = HandMaskParams()
     offline: OfflineProposalParams = OfflineProposalParams()
     sam: SamParams = SamParams()
     gsam: GsamParams = GsamParams()
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from pipeline.masks import BACKENDS
+
+        return BACKENDS.check(v)
 
 
 class OfflineEmbedParams(Section):
@@ -254,10 +261,17 @@ class ClipParams(Section):
 
 
 class EmbedParams(Section):
-    backend: Literal["offline", "clip"] = "offline"
+    backend: str = "offline"  # a name of pipeline.embed.BACKENDS
     batch_size: int = 64
     offline: OfflineEmbedParams = OfflineEmbedParams()
     clip: ClipParams = ClipParams()
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from pipeline.embed import BACKENDS
+
+        return BACKENDS.check(v)
 
 
 class AlignParams(Section):
@@ -339,8 +353,7 @@ class ScoreParams(Section):
     evalset: str = f"{DATA}/evalset"
     overlays: bool = True
     # Methods scored by the `score` stage: the model and each baseline (see pipeline/baselines.py).
-    methods: list[Literal["wish", "wish_contact_only", "wish_matching_only", "baseline_nearest",
-                          "baseline_narration", "pseudolabel", "pseudolabel_priors", "oracle_selection"]] = [
+    methods: list[str] = [
         "wish", "wish_contact_only", "wish_matching_only", "baseline_nearest", "baseline_narration", "pseudolabel",
         "pseudolabel_priors", "oracle_selection"]
     # Left and right held objects with IoU above this become one "both hands" object (EgoHOS id 5).
@@ -351,6 +364,16 @@ class ScoreParams(Section):
     nearest_max_inside_hand: float = Field(0.5, ge=0.0, le=1.0)
     # `wish predict` on a video: every stride-th frame, downscaled to frames.max_side.
     video_stride: int = Field(10, ge=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        from pipeline.baselines import SPECS  # the one list of methods
+
+        unknown = [m for m in v if m not in SPECS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known: {list(SPECS)}")
+        return v
 
 
 class ResponsibilityParams(Section):

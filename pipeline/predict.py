@@ -21,11 +21,11 @@ import pandas as pd
 
 from pipeline import rle
 from pipeline.errors import WishError
+from pipeline.frames import VIDEO_SUFFIXES
 from pipeline.labelmap import Decision
 from pipeline.types import SIDES, Hand, Proposal
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
 @dataclass

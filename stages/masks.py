@@ -11,15 +11,15 @@ from stages.common import ParamsOpt, RootOpt, setup
 def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     """Propose object masks (masks.backend) near ROOT/hands hands on ROOT/frames frames -> ROOT/masks/masks.parquet."""
     from pipeline.io import atomic_dir, read_table, write_table
-    from pipeline.masks import build_proposer
+    from pipeline.masks import BACKENDS, build_proposer
     from pipeline.masks.run import propose_frames
     from pipeline.schemas import FRAMES, HANDS, MASKS
 
     p = setup(params)
     frames = read_table(root / "frames" / "frames.parquet", FRAMES)
     hands = read_table(root / "hands" / "hands.parquet", HANDS)
-    # only the weight-free backend is spread over processes: model backends would load their weights per worker
-    workers = p.masks.offline.workers if p.masks.backend == "offline" else 1
+    # only weight-free backends are spread over processes: model backends would load their weights per worker
+    workers = p.masks.offline.workers if BACKENDS.backends[p.masks.backend].parallel else 1
     proposer = build_proposer(p.masks, p.common)
     with atomic_dir(root / "masks") as out:
         df, stats = propose_frames(frames, root / "frames", hands, proposer, p.masks.backend, workers,

@@ -34,5 +34,9 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     with atomic_dir(root / "nouns") as out:
         write_table(df, PHRASES, out / "phrases.parquet", {**counts, "imperative": np_.imperative})
         write_json(counts, out / "summary.json")
+    for key, what in (("empty_narration", "empty"), ("not_english", "not English (no English word)")):
+        if counts[key]:
+            typer.echo(f"wish: warning: {p.frames.narrations_csv}: {counts[key]} narration(s) {what}; "
+                       f"their frames use EPIC's annotated nouns (summary.json {key})", err=True)
     typer.echo(f"nouns: {counts['phrases']} phrases from {counts['narrations']} narrations; spaCy found objects in "
                f"{counts['extraction_rate']:.1%}, EPIC-noun fallback {counts['epic_noun']}, dropped {counts['no_phrase']}")

@@ -16,11 +16,12 @@ def predict(
     out: Path = typer.Option(..., "--out", help="output dir: labels/<id>.png, overlays/<id>.png, predictions.parquet"),
     params: Path = ParamsOpt,
     root: Path = RootOpt,
-    method: str = typer.Option("wish", "--method", help="wish, wish_contact_only, wish_matching_only, baseline_nearest"),
+    method: str = typer.Option("wish", "--method", help="a method of score.methods (pipeline.baselines.SPECS)"),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="video: every N-th frame (default score.video_stride)"),
 ) -> None:
     """Segment the object held in each hand of every input image (no narration needed)."""
     from pipeline import predict as pp
+    from pipeline.baselines import load_checkpoints
     from pipeline.evaluate import predict as run_predict
     from pipeline.io import atomic_dir
 
@@ -29,6 +30,7 @@ def predict(
     _check_out(out)
     inputs = pp.iter_inputs(input, stride or p.score.video_stride, p.frames.max_side)
     models = pp.build_models(p, root)
+    load_checkpoints(models, [method])
     with atomic_dir(out) as tmp:
         df = run_predict(inputs, method, models, p, tmp, p.score.overlays)
     n_img = df["image_id"].nunique()
@@ -45,6 +47,7 @@ def evaluate(
 ) -> None:
     """Score the model and the baselines on an eval set: metrics.json, per_class.csv, labels/, overlays/."""
     from pipeline import predict as pp
+    from pipeline.baselines import load_checkpoints
     from pipeline.evaluate import evaluate as run_evaluate
     from pipeline.io import atomic_dir
 
@@ -54,6 +57,7 @@ def evaluate(
     out = out or root / "evaluate" / evalset.name
     _check_out(out)
     models = pp.build_models(p, root)
+    load_checkpoints(models, names)
     with atomic_dir(out) as tmp:
         metrics = run_evaluate(evalset, names, models, p, tmp)
     typer.echo(summary(metrics))

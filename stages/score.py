@@ -20,6 +20,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Path = Metr
     import pandas as pd
 
     from pipeline import predict as pp
+    from pipeline.baselines import load_checkpoints
     from pipeline.evaluate import dvc_metrics, evaluate
     from pipeline.io import atomic_dir, write_csv, write_json
     from stages.predict import check_methods, summary
@@ -29,6 +30,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Path = Metr
     check_methods(methods)
     check_no_leak(root, p.score.evalset)
     models = pp.build_models(p, root)
+    load_checkpoints(models, methods)
     with atomic_dir(root / "score") as out:
         metrics = evaluate(p.score.evalset, methods, models, p, out)
     write_json(dvc_metrics(metrics), metrics_dir / "score.json")

@@ -9,7 +9,7 @@ import torch
 from pipeline.align import (Adapters, AdapterConfig, NarrationTexts, collate_frames, collate_texts,
                             frame_text_scores, info_nce, load_adapters, save_adapters, training_narrations)
 from pipeline.errors import WishError
-from pipeline.regions import GEOM_NAMES, FrameRegions
+from pipeline.regions import GEOM_NAMES
 from pipeline.synth_wish import Encoders, make_world
 from wish_artifacts import write_artifacts, write_evalset
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from pipeline.embed import build_encoders
-from pipeline.embed.clip import (cls_attention_mask, create_clip, make_encoders, masked_crop, normalise,
+from pipeline.embed.clip import (cls_attention_mask, create_clip, make_encoders, normalise,
                                  patch_allowed)
+from pipeline.embed.offline import GREY, masked_crop
 from pipeline.errors import WishError
 from pipeline.params import ClipParams, CommonParams, EmbedParams
 
@@ -91,8 +92,8 @@ def test_patch_grid_and_cls_mask():
 def test_crop_mode(tiny_model, image):
     regions, _ = encoders(tiny_model, mode="crop")
     m = box_mask(image.shape, 20, 20, 60, 100)
-    crop = masked_crop(image, m, 0.1, (64, 64))
-    assert crop.shape == (64, 64, 3) and (crop[0, 0] == 128).all()  # outside the mask: grey
+    crop = masked_crop(image, m, 0.1, "grey", 64)
+    assert crop.shape == (64, 64, 3) and (crop[0, 0] == GREY).all()  # outside the mask: grey
     feats = regions.encode(image, [m, box_mask(image.shape, 100, 0, 160, 40)])
     assert feats.shape == (2, 32) and np.abs(feats[0] - feats[1]).max() > 1e-3
     assert "crop" in regions.weights_id and "attention" in encoders(tiny_model)[0].weights_id
@@ -131,3 +132,46 @@ def test_no_weights_offline_names_the_param(tiny_name, tmp_path):
     missing = EmbedParams(backend="clip", clip=ClipParams(checkpoint="/nonexistent/clip.pt"))
     with pytest.raises(WishError, match="embed.clip.checkpoint"):
         build_encoders(missing, CommonParams(device="cpu"))
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any name lookup fails at once and is recorded: the code under test must not try."""
+    import socket
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args[:1])
+        raise OSError("network is off in this test")
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return calls
+
+
+def test_no_weights_offline_names_file_and_folder_without_a_request(no_network):
+    from pipeline.weights import hub_cache_dir
+
+    ep = EmbedParams(backend="clip", clip=ClipParams(model="ViT-B-16", pretrained="openai"))
+    with pytest.raises(WishError) as err:
+        build_encoders(ep, CommonParams(device="cpu", allow_download=False))
+    msg = str(err.value)
+    assert "embed.clip.checkpoint" in msg and "timm/vit_base_patch16_clip_224.openai" in msg
+    assert str(hub_cache_dir()) in msg and no_network == []
+
+
+def test_download_failure_is_a_clear_error(no_network):
+    ep = EmbedParams(backend="clip", clip=ClipParams(model="ViT-B-16", pretrained="openai"))
+    with pytest.raises(WishError, match="the download failed.*embed.clip.checkpoint"):
+        build_encoders(ep, CommonParams(device="cpu", allow_download=True))
+
+
+def test_hub_hosted_tokenizer_stays_offline_unless_allowed(no_network):
+    import time
+
+    from pipeline.embed.clip import load_tokenizer
+
+    start = time.perf_counter()
+    with pytest.raises(WishError, match="tokenizer.*common.allow_download"):
+        load_tokenizer("ViT-B-16-SigLIP", allow_download=False)
+    assert no_network == [] and time.perf_counter() - start < 20
+    assert load_tokenizer(TINY, allow_download=False) is not None  # built-in tokenizers need no files

@@ -89,9 +89,25 @@ def test_build_phrases_falls_back_to_epic_nouns(extractor):
     assert (a["phrase"], a["hand"], a["source"], a["text_left"]) == ("knife", "left", "spacy", "knife in the left hand")
     assert (b["phrase"], b["head_lemma"], b["noun_class"], b["source"]) == ("tea cup", "cup", 13, "epic_noun")
     assert (b["text_right"], b["text_none"]) == ("tea cup in the right hand", "tea cup")
-    assert counts == dict(narrations=3, spacy=1, epic_noun=1, no_phrase=1, phrases=2,
-                          extraction_rate=round(1 / 3, 4), epic_noun_recall=round(1 / 3, 4))
+    assert counts == dict(narrations=3, spacy=1, epic_noun=1, no_phrase=1, phrases=2, empty_narration=0,
+                          not_english=0, extraction_rate=round(1 / 3, 4), epic_noun_recall=round(1 / 3, 4))
     PHRASES.to_table(df)  # the frame matches the artifact schema
+
+
+def test_empty_and_non_english_narrations_are_counted_warnings_with_the_epic_noun(extractor):
+    narr = pd.DataFrame({"narration_id": ["a", "b", "c", "d"], "video_id": ["P01_01"] * 4,
+                         "narration": ["take knife", "", "nimm das Messer", "拿起刀"],
+                         "noun": ["knife"] * 4, "all_nouns": ["['knife']"] * 4})
+    df, counts = build_phrases(narr, extractor, TEMPLATES)
+    assert (counts["empty_narration"], counts["not_english"], counts["spacy"], counts["epic_noun"]) == (1, 2, 1, 3)
+    assert df["narration_id"].tolist() == ["a", "b", "c", "d"]  # every frame keeps a phrase
+    assert set(df["phrase"]) == {"knife"} and (df["noun_class"] >= 0).all()
+
+
+def test_real_narrations_all_read_as_english(extractor):
+    narr = load_narrations(ANN / "EPIC_100_narrations_union_partial.csv")
+    flagged = [t for t in narr["narration"].astype(str) if t.strip() and not extractor.reads_as_english(t)]
+    assert flagged == []
 
 
 def test_real_narrations_recover_the_annotated_noun(extractor, taxonomy):

@@ -52,6 +52,11 @@ def test_download_is_attempted_only_when_allowed(monkeypatch):
     with pytest.raises(WishError):
         resolve_checkpoint(None, url=URL, allow_download=False, what="X", param="p")
     assert calls == []
+    with pytest.raises(WishError, match=r"cannot download thing_v1.pth \(set p to a local copy\).*unreachable"):
+        resolve_checkpoint(None, url="https://unreachable.invalid/thing_v1.pth", allow_download=True, what="X",
+                           param="p")  # no network (or no such host): a clear error at once, no download tried
+    assert calls == []
+    monkeypatch.setattr("pipeline.weights.require_network", lambda url, problem: None)
     path = resolve_checkpoint(None, url=URL, allow_download=True, what="X", param="p")
     assert calls == [URL] and path == cache_dir() / "thing_v1.pth"
     assert torch.equal(load_state_dict(path)["w"], torch.zeros(3))

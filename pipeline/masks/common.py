@@ -92,7 +92,8 @@ def cut_sums(members: np.ndarray, graph: Graph, weights: np.ndarray, far: np.nda
     n_atoms = members.shape[1]
     far = np.ones(n_atoms, np.float32) if far is None else far.astype(np.float32)
     i, j = graph.edges[:, 0], graph.edges[:, 1]
-    w = weights.reshape(len(i), -1).astype(np.float32)
+    # explicit column count: a uniform frame is one superpixel, a graph with no edges, and reshape(0, -1) fails
+    w = weights.reshape(len(i), 1 if weights.ndim == 1 else weights.shape[1]).astype(np.float32)
     out = np.empty((len(members), w.shape[1]), np.float32)
     for s in range(0, len(members), chunk):
         mi, mj = members[s: s + chunk, i], members[s: s + chunk, j]

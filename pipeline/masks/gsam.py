@@ -24,7 +24,6 @@ from torchvision.ops import batched_nms
 
 from pipeline.device import resolve_device
 from pipeline.errors import WishError
-from pipeline.masks import register
 from pipeline.masks.sam import CachedPredictor, predict_prompts, build_sam, hand_proposals
 from pipeline.types import Hand, Proposal
 from pipeline.weights import load_state_dict, resolve_checkpoint
@@ -201,7 +200,6 @@ class GsamProposer:
         return hand_proposals(self.predictor, hands) + objects
 
 
-@register("gsam")
 def build_gsam(masks_params, common_params) -> GsamProposer:
     gp = masks_params.gsam
     config, ckpt = _detector_files(gp, common_params)  # before SAM: the rarer dependency fails first

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from pipeline.masks import register
 from pipeline.masks.common import (Graph, build_graph, cut_sums, gradient, mask_nms, pixel_sums, relabel,
                                    skin_mask, unique_rows, upscale_labels, work_image)
 from pipeline.masks.handmask import hand_regions
@@ -169,7 +168,7 @@ class Regions:
         self.parts = []
         for space, sims in strategies:
             img = to_space(small, space)
-            for idx, (s, k, w) in enumerate(keys):
+            for idx, (s, _k, w) in enumerate(keys):
                 if s != space:
                     continue
                 labels, graph, n = maps[idx], graphs[idx], len(graphs[idx].area)
@@ -297,7 +296,6 @@ def propose(image: np.ndarray, hands: list[Hand], op, max_proposals: int, hp=Non
                       for m, h in zip(full, hands)]
 
 
-@register("offline")
 def build(masks_params, common_params):
     op, budget, hp = masks_params.offline, masks_params.max_proposals, masks_params.hand_mask
     cv2.setNumThreads(common_params.num_threads)

@@ -8,6 +8,7 @@ table does not depend on the number of workers.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -34,10 +35,13 @@ def frame_proposals(proposer, image: np.ndarray, hands: list[Hand], masks_params
     return objects + (found if found or not hands else hand_masks(image, hands, masks_params))
 
 
-def _init_worker(backend: str, masks_params, common_params) -> None:
+def _init_worker(backend: str, masks_params, common_params, parent: int) -> None:
     import cv2
 
     from pipeline.masks import build_proposer
+    from pipeline.procs import die_with_parent
+
+    die_with_parent(parent)  # a killed stage must not leave its workers running
 
     _WORKER["backend"], _WORKER["proposer"] = backend, build_proposer(masks_params, common_params)
     _WORKER["params"] = masks_params
@@ -76,7 +80,7 @@ def propose_frames(frames: pd.DataFrame, frames_dir: Path, hands: pd.DataFrame, 
     start = time.perf_counter()
     if workers > 1 and build_args is not None and len(jobs) > 1:
         ctx = mp.get_context("spawn")  # no inherited OpenCV/torch thread state
-        with ProcessPoolExecutor(workers, ctx, initializer=_init_worker, initargs=(backend, *build_args)) as ex:
+        with ProcessPoolExecutor(workers, ctx, initializer=_init_worker, initargs=(backend, *build_args, os.getpid())) as ex:
             results = list(tqdm(ex.map(one_frame, jobs), total=len(jobs), desc="masks", unit="frame"))
     else:
         results = [one_frame(j, proposer) for j in tqdm(jobs, desc="masks", unit="frame")]

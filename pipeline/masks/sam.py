@@ -19,7 +19,6 @@ from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_
 from torchvision.ops import batched_nms
 
 from pipeline.device import resolve_device
-from pipeline.masks import register
 from pipeline.masks.mobile_sam import build_mobile_sam
 from pipeline.types import Hand, Proposal
 from pipeline.weights import load_state_dict, resolve_checkpoint
@@ -181,11 +180,9 @@ class SamHandsProposer:
         return hand_proposals(self.predictor, hands) + objects
 
 
-@register("sam")
 def build_sam_grid(masks_params, common_params) -> SamGridProposer:
     return SamGridProposer(build_sam(masks_params.sam, common_params), masks_params)
 
 
-@register("sam_hands")
 def build_sam_hands(masks_params, common_params) -> SamHandsProposer:
     return SamHandsProposer(build_sam(masks_params.sam, common_params), masks_params)

@@ -1,0 +1,178 @@
+"""Faults as tests, on a few real frames in a throw-away DVC project: the declared outs are every file the pipeline
+writes, and kill -9 of each heavy stage mid-run leaves no process of it running, no temp dir after the next run,
+and the next `dvc repro` ends with the same outputs."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import DATA, ROOT
+
+pytestmark = pytest.mark.faults
+
+PLATE = "P01_09_left_plate_93267_94233_raw682x384.mp4"  # 90 frames, narrated
+EVAL_IDS = ["P01_104_frame_0000001851", "P02_101_frame_0000011665"]
+SMALL = {
+    "frames": {"stride": 30, "max_side": 320},
+    "masks": {"max_proposals": 20, "offline": {"work_side": 256, "scales": [100, 300], "strategies": 1,
+                                               "window_scales": [60], "workers": 2}},
+    "embed": {"batch_size": 16, "offline": {"image_size": 64}},
+    "responsibility": {"offsets": [1], "overlays": 1, "work_side": 160},
+}
+# stage -> what its log shows once its main loop runs (tqdm prints the bar at 0%). The per-frame stages only: the
+# training stages and score need the whole pipeline, minutes on 2 cores, and write through the same atomic_dir.
+HEAVY = {"hands": "hands", "masks": "masks", "embed": "embed regions", "responsibility": "responsibility"}
+TARGETS = ("embed", "responsibility")  # with their upstream: frames, nouns, hands, masks
+TEMP = re.compile(r"^\..+\.\d+\.")  # pipeline.io temp names: .<target>.<pid>.<...>
+
+
+def mini_evalset(src: Path, dst: Path) -> None:
+    manifest = pd.read_csv(src / "manifest.csv")
+    manifest = manifest[manifest["image_id"].isin(EVAL_IDS)]
+    for col in ("image_path", "mask_path"):
+        for rel in manifest[col].dropna().unique():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / rel, dst / rel)
+    (dst / "labels").mkdir()
+    for image_id in EVAL_IDS:
+        shutil.copy(src / "labels" / f"{image_id}.png", dst / "labels" / f"{image_id}.png")
+    manifest.to_csv(dst / "manifest.csv", index=False)
+    narr = pd.read_csv(src / "narrations.csv")
+    narr[narr["image_id"].isin(EVAL_IDS)].to_csv(dst / "narrations.csv", index=False)
+
+
+def merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(base.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def env(proj: Path) -> dict:
+    """`wish` runs the project's copy of the code, one thread per process (2 shared cores)."""
+    return {**os.environ, "PYTHONPATH": str(proj), "OMP_NUM_THREADS": "1"}
+
+
+def dvc(proj: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(["dvc", *args], cwd=proj, env=env(proj), capture_output=True, text=True, timeout=timeout)
+
+
+def lock_outs(proj: Path) -> dict[str, str]:
+    stages = yaml.safe_load((proj / "dvc.lock").read_text())["stages"]
+    return {o["path"]: o.get("md5", "") for s in stages.values() for o in s.get("outs", [])}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    base = tmp_path_factory.mktemp("faults")
+    data = base / "shared" / "data"
+    (data / "epic" / "clips").mkdir(parents=True)
+    os.symlink(DATA / "epic" / "clips" / PLATE, data / "epic" / "clips" / PLATE)
+    for name in ("annotations", "clips.csv"):
+        os.symlink(DATA / "epic" / name, data / "epic" / name)
+    mini_evalset(DATA / "evalset", data / "evalset")
+    proj = base / "proj"
+    proj.mkdir()
+    for d in ("pipeline", "stages"):
+        shutil.copytree(ROOT / d, proj / d, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
+    (proj / "params.yaml").write_text(yaml.safe_dump(merged(yaml.safe_load((ROOT / "params.yaml").read_text()), SMALL)))
+    assert dvc(proj, "init", "--no-scm", "-q").returncode == 0
+    run = dvc(proj, "repro", *TARGETS)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return proj, lock_outs(proj)
+
+
+def declared(proj: Path) -> list[Path]:
+    stages = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]
+    return [Path(o if isinstance(o, str) else next(iter(o))) for s in stages.values()
+            for kind in ("outs", "metrics", "plots") for o in s.get(kind, [])]
+
+
+def test_every_written_file_is_a_declared_out(project):
+    """Of the stages run here; the others write only inside their atomic_dir(artifacts/<stage>) or metrics/."""
+    proj, _ = project
+    outs = declared(proj)
+    written = [p.relative_to(proj) for top in ("artifacts", "metrics") for p in (proj / top).rglob("*") if p.is_file()]
+    assert written and [p for p in written if not any(p == o or o in p.parents for o in outs)] == []
+
+
+def session_processes(sid: int, proj: Path) -> list[str]:
+    """Processes of a run: in its session, or (the pipeline.io janitor, in a session of its own) working in proj."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            in_session = int(stat.rsplit(")", 1)[1].split()[3]) == sid
+            in_proj = Path(os.readlink(d / "cwd")).is_relative_to(proj)
+            if (in_session or in_proj) and stat.rsplit(")", 1)[1].split()[0] != "Z":
+                argv = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found.append(f"{d.name}: {argv[:120]}")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours
+    return found
+
+
+def stage_pid(sid: int, stage: str) -> int | None:
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                argv = (d / "cmdline").read_bytes().split(b"\0")
+                if any(a.endswith(b"wish") for a in argv) and stage.encode() in argv:
+                    return int(d.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def wait_for(condition, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def temp_leftovers(proj: Path) -> list[str]:
+    return [str(p.relative_to(proj)) for top in ("artifacts", "metrics") for p in (proj / top).rglob(".*")
+            if TEMP.match(p.name)]
+
+
+@pytest.mark.parametrize("stage", list(HEAVY))
+def test_kill_9_mid_stage_leaves_nothing_and_the_next_repro_restores(stage, project, tmp_path):
+    proj, before = project
+    if stage == "embed":
+        shutil.rmtree(proj / "artifacts" / "embed")  # persist: a forced run would reuse its whole cache
+    log = tmp_path / "log.txt"
+    with open(log, "wb") as out:
+        run = subprocess.Popen(["dvc", "repro", "--force", "-s", stage], cwd=proj, env=env(proj), stdout=out,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        pid = wait_for(lambda: stage_pid(run.pid, stage) if HEAVY[stage] in log.read_text(errors="replace") else None,
+                       180, f"{stage} to start its main loop")
+        if stage == "masks":  # the pool's workers are what used to survive
+            wait_for(lambda: len(session_processes(run.pid, proj)) >= 4, 60, "the masks workers")
+        os.kill(pid, signal.SIGKILL)
+        assert run.wait(60) != 0
+        left = wait_for(lambda: session_processes(run.pid, proj) == [] or None, 20, "the stage's processes to exit")
+        assert left
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    again = dvc(proj, "repro", *TARGETS)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert temp_leftovers(proj) == []
+    assert lock_outs(proj) == before
