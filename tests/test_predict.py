@@ -317,12 +317,15 @@ def test_narration_baseline_and_pseudolabels_follow_the_scores():
     text = NarrationTexts("n1", "k", ["mug"], ["none"], np.zeros((1, 2, 4), np.float32))
     models = type("M", (), {"adapters": FakeAdapters(sims), "narration_texts": lambda self, df: [text]})()
     ctx = FrameContext("f", np.zeros((H, W, 3), np.uint8), hands, {}, [o.mask for o in objs], regions=fr)
-    params = Params.model_validate({"pseudolabel": {"min_score": 0.3}})
+    # the geometric prior off (every region a candidate): this test is about the narration part of the rule
+    no_prior = dict(max_tip_dist=1e3, max_hand_in=1, max_other_in=1, touch_weight=0, tip_weight=0, compact_weight=0,
+                    part_penalty=0, size_log_std=1e3, prior_weight=0)
+    params = Params.model_validate({"pseudolabel": {"min_score": 0.3, **no_prior}})
     d = narration(ctx, models, params)
     assert (d["left"].mask_id, d["right"].mask_id) == (2, 0)  # each hand on its own: both hold
     pl = pseudolabel(ctx, models, params)
     assert (pl["left"].mask_id, pl["right"].mask_id) == (2, -1)  # one object per phrase: it goes to the left
-    params = Params.model_validate({"pseudolabel": {"min_score": 0.95}})
+    params = Params.model_validate({"pseudolabel": {"min_score": 0.95, **no_prior}})
     assert narration(ctx, models, params)["left"].mask_id == -1
 
 
