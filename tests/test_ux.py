@@ -172,3 +172,112 @@ def test_score_default_metrics_dir_is_the_dvc_one_only_for_the_pipeline_root():
     assert default_metrics_dir(Path("artifacts")) == Path("metrics")
     assert default_metrics_dir(Path("./artifacts")) == Path("metrics")
     assert default_metrics_dir(Path("/tmp/run")) == Path("/tmp/run/metrics")
+
+
+# --- the two README commands ---------------------------------------------------------------------------------
+
+def _setup_env():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("setup_env", ROOT / "scripts" / "setup_env.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_setup_finds_missing_and_mismatched_pins():
+    se = _setup_env()
+    wanted = se.pins({"project": {"dependencies": ["Open_Clip.torch==3.3.0", "numpy==2.4.6", "tqdm", "x[extra]==1"]}})
+    assert wanted == {"open-clip-torch": "3.3.0", "numpy": "2.4.6", "tqdm": None, "x": "1"}
+    have = {"open-clip-torch": "3.3.0", "numpy": "1.0", "tqdm": "9"}
+    assert se.dependency_problems(wanted, have) == ["numpy 1.0 installed, 2.4.6 pinned", "x not installed"]
+    # this environment (the suite runs on it) satisfies the real pyproject.toml
+    assert se.dependency_problems(se.pins(se.read_pyproject()), se.installed()) == []
+    assert se.debian_problems(["libc6"]) == [] and se.debian_problems(["no-such-package-wish"]) in ([], ["no-such-package-wish"])
+
+
+def test_setup_check_sees_an_install_of_another_checkout(tmp_path):
+    """`./wish.sh` reinstalls when `pipeline` would import from another clone (the case of a fresh clone on a
+    machine where an older clone was installed), and does nothing when this checkout is what runs."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    other = tmp_path / "other"
+    for pkg in ("pipeline", "stages"):
+        (other / pkg).mkdir(parents=True)
+        (other / pkg / "__init__.py").write_text("")
+    import os
+
+    path = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    ours = subprocess.run([sys.executable, "scripts/setup_env.py", "--check"], cwd=ROOT, capture_output=True,
+                          text=True, env={**env, "PATH": path, "PYTHONPATH": str(ROOT)})
+    theirs = subprocess.run([sys.executable, "scripts/setup_env.py", "--check"], cwd=ROOT, capture_output=True,
+                            text=True, env={**env, "PATH": path, "PYTHONPATH": str(other)})
+    if ours.returncode != 0 and "`wish` command is not on PATH" in ours.stdout:
+        pytest.skip("the wish console script is not next to this interpreter")
+    assert ours.returncode == 0 and "everything installed" in ours.stdout
+    assert theirs.returncode == 1 and f"imports from {other / 'pipeline'}, not from this checkout" in theirs.stdout
+
+
+def test_readme_and_ci_use_the_same_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    ci = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    for cmd in ("./wish.sh test", "./wish.sh demo"):
+        assert cmd in ci and f"{cmd}  " in readme
+    assert ci.index("./wish.sh test") < ci.index("./wish.sh demo") < ci.index("python3 scripts/check_metrics.py --tolerance 0.02")
+    usage = subprocess.run([str(ROOT / "wish.sh")], capture_output=True, text=True)
+    assert usage.returncode == 2 and "./wish.sh test" in usage.stderr and "./wish.sh demo" in usage.stderr
+
+
+# --- experiments and plots -----------------------------------------------------------------------------------
+
+def _dvc_outs():
+    """(stage, kind, path, flags) for every out, metric and plot declared in dvc.yaml."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, st in stages.items():
+        for kind in ("outs", "metrics", "plots"):
+            for item in st.get(kind, []):
+                path, flags = (next(iter(item.items())) if isinstance(item, dict) else (item, {}))
+                yield name, kind, path, flags or {}
+
+
+def test_stage_summaries_are_cached_metrics_so_experiments_compare_them():
+    """`cache: false` outputs under the git-ignored artifacts/ exist in no experiment's commit: `dvc exp show`
+    prints `!` for them and `dvc plots diff` has nothing to compare. Cached, DVC reads each experiment's copy."""
+    outs = list(_dvc_outs())
+    for stage, kind, path, flags in outs:
+        if path.startswith("artifacts/"):
+            assert flags.get("cache", True), f"{stage}: {path} is cache: false under git-ignored artifacts/"
+        else:
+            assert path.startswith("metrics/") and flags.get("cache") is False, (stage, path)  # git-tracked
+    metrics = {p for _, k, p, _ in outs if k == "metrics"}
+    for stage in ("nouns", "align", "pseudolabel", "heads"):
+        assert f"artifacts/{stage}/summary.json" in metrics, stage
+    # wall-clock timings differ in every run: declared, but kept out of the metrics table
+    assert "artifacts/responsibility/stats.json" in {p for _, k, p, _ in outs if k == "outs"}
+    assert "dvc_plots/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_dvc_plots_page_renders_without_network(tmp_path):
+    import configparser
+
+    from dvc_render.html import render_html
+    from dvc_render.vega import VegaRenderer
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".dvc" / "config")
+    template = ROOT / ".dvc" / config["plots"]["html_template"]
+    datapoints = [dict(epoch=i, loss=3.0 - i, rev="workspace") for i in range(3)]
+    page = render_html([VegaRenderer(datapoints, "curve.csv", x="epoch", y="loss")], tmp_path / "index.html",
+                       str(template))
+    html = Path(page).read_text()
+    assert "<script src" not in html and "cdn." not in html and "vegaEmbed('#" in html
+    assert 'var e="5.20.2"' in html  # the vega library itself is inlined
+    chromium = next((c for c in ("chromium", "chromium-browser") if __import__("shutil").which(c)), None)
+    if chromium is None:
+        pytest.skip("no chromium to render the page headless (the inlined bundle is checked above)")
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+                    "--virtual-time-budget=5000", "--window-size=600,400", f"--screenshot={shot}", f"file://{page}"],
+                   capture_output=True, timeout=60, check=True)
+    from PIL import Image
+
+    assert (np.array(Image.open(shot).convert("L")) < 200).sum() > 2000  # axes, line and labels were drawn
