@@ -33,9 +33,9 @@ case "$cmd" in
     setup) "$PY" scripts/setup_env.py "$@" ;;
     test)  "$PY" scripts/setup_env.py && "$PY" -m pytest -q "$@" ;;
     demo)  "$PY" scripts/setup_env.py && "$PY" -m dvc repro "$@" && where ;;
-    # only what differs between the rows, without the ../shared data deps: the data is identical, but DVC 3.67
-    # names these out-of-repo deps "../shared/..." in the workspace and "shared/..." in commits, so they always
-    # look changed (measured: 16 of the 31 --only-changed columns)
-    exps)  "$PY" -m dvc exp show --only-changed --drop '^(\.\./)?shared/' "$@" ;;
+    # only the columns that differ between the rows, and no dependency hashes (they change with every result,
+    # and DVC 3.67 names the out-of-repo ../shared deps "../shared/..." in the workspace but "shared/..." in
+    # commits, so those always look changed); collided summary keys ("artifacts/...:frames") stay
+    exps)  "$PY" -m dvc exp show --only-changed --drop '^(\.\./|shared/|pipeline/|stages/|artifacts/[^:]*$)' "$@" ;;
     *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
