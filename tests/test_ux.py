@@ -281,3 +281,14 @@ def test_dvc_plots_page_renders_without_network(tmp_path):
     from PIL import Image
 
     assert (np.array(Image.open(shot).convert("L")) < 200).sum() > 2000  # axes, line and labels were drawn
+
+
+def test_plot_templates_named_in_dvc_yaml_exist():
+    for stage, kind, path, flags in _dvc_outs():
+        name = flags.get("template")
+        if name and name not in ("linear", "simple", "scatter", "smooth", "confusion", "confusion_normalized",
+                                 "bar_horizontal", "bar_horizontal_sorted", "scatter_jitter"):
+            spec = json.loads((ROOT / ".dvc" / "plots" / f"{name}.json").read_text())
+            assert "<DVC_METRIC_DATA>" in json.dumps(spec), (stage, path, name)
+    heads = json.loads((ROOT / ".dvc" / "plots" / "by_head.json").read_text())
+    assert heads["encoding"]["detail"]["field"] == "head"  # contact and matching rows are separate lines
