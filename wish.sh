@@ -17,7 +17,14 @@ export PATH
 
 where() {
     echo
-    "$PY" -c 'import json; from stages.predict import summary; print(summary(json.load(open("metrics/score.json"))))'
+    "$PY" - <<'PYEOF'
+import json
+from stages.predict import summary
+m = json.load(open("metrics/score.json"))
+print(summary({k: v for k, v in m.items() if not k.startswith("evalset.")}))
+print("eval set: " + ", ".join(f"{k.removeprefix('evalset.n_').replace('_', ' ')} {v}" for k, v in m.items()
+                               if k.startswith("evalset.")))
+PYEOF
     echo
     echo "metrics:  metrics/score.json (all numbers), metrics/per_class.csv; compare runs: dvc metrics diff"
     echo "overlays: artifacts/score/overlays/ (GT | wish per eval frame), artifacts/pseudolabel/overlays/,"
