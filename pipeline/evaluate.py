@@ -20,6 +20,7 @@ from pipeline.errors import WishError
 from pipeline.io import write_csv, write_image, write_json, write_table
 from pipeline.labelmap import compose, overlay, side_by_side
 from pipeline.metrics import CLASS_NAMES, OBJECT_CLASSES, Scorer
+from pipeline.overlay import LABEL_LEGEND, iou_caption, with_legend
 from pipeline.predict import FrameContext, prediction_rows, predictions_frame
 from pipeline.schemas import PREDICTIONS
 
@@ -66,15 +67,19 @@ def evaluate(evalset_dir: str | Path, methods: list[str], models, params, out: P
         ctx.gt = gt
         recall.add(ctx)
         results = run_methods(ctx, methods, models, params)
+        frame_scores = {}
         for m, (decisions, label_map) in results.items():
-            fs = scorers[m].add(label_map, gt)
+            fs = frame_scores[m] = scorers[m].add(label_map, gt)
             per_frame += [dict(image_id=frame.image_id, method=m, **{"class": CLASS_NAMES[c]},
                                intersection=int(fs.inter[c]), union=int(fs.union[c])) for c in CLASS_NAMES]
             rows += prediction_rows(ctx, m, decisions, label_map)
             write_image(label_map, out / "labels" / m / f"{frame.image_id}.png")
         if params.score.overlays:
             panels = [("GT", gt), (methods[0], results[methods[0]][1])]
-            write_image(side_by_side(image, panels), out / "overlays" / f"{frame.image_id}.png")
+            fs = frame_scores[methods[0]]
+            title = f"left: GT   right: {methods[0]}   {iou_caption(fs.inter, fs.union)}"
+            write_image(with_legend(side_by_side(image, panels), LABEL_LEGEND, title),
+                        out / "overlays" / f"{frame.image_id}.png")
     metrics = flat_metrics({m: s.result() for m, s in scorers.items()} | {"proposals": recall.result()})
     meta = dict(evalset=str(evalset_dir), methods=",".join(methods), skipped=",".join(skipped))
     write_table(predictions_frame(rows), PREDICTIONS, out / "predictions.parquet", meta)
@@ -166,7 +171,8 @@ def predict(inputs, method: str, models, params, out: Path, overlays: bool = Tru
         rows += prediction_rows(ctx, method, decisions, label_map)
         write_image(label_map, out / "labels" / f"{image_id}.png")
         if overlays:
-            write_image(overlay(image, label_map), out / "overlays" / f"{image_id}.png")
+            write_image(with_legend(overlay(image, label_map), LABEL_LEGEND, f"{method} (no ground truth)"),
+                        out / "overlays" / f"{image_id}.png")
     df = predictions_frame(rows)
     write_table(df, PREDICTIONS, out / "predictions.parquet", dict(method=method))
     return df

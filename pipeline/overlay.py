@@ -1,6 +1,8 @@
 """Drawing helpers for pseudo-label and prediction overlays (RGB uint8 images in, new images out).
 
 Colours follow the EgoHOS habit: left hand / its object in red tones, right hand / its object in blue tones.
+Every overlay carries a legend strip below the image (never over it): what is shown (method, per-frame IoU when
+a ground truth is known) and which colour is which hand / object class.
 """
 from __future__ import annotations
 
@@ -8,10 +10,25 @@ import cv2
 import numpy as np
 
 from pipeline import rle as rle_utils
+from pipeline.labelmap import PALETTE
+from pipeline.metrics import CLASS_NAMES
 from pipeline.regions import FrameRegions
 
 COLORS = {"left": (230, 60, 60), "right": (60, 110, 235)}
 OBJECT_COLORS = {"left": (255, 170, 40), "right": (40, 220, 220)}
+
+# Legend of EgoHOS label-map overlays (pipeline.labelmap.PALETTE), in class order.
+LEGEND_NAMES = {"left_hand": "left hand", "right_hand": "right hand", "left_object": "left-hand object",
+                "right_object": "right-hand object", "both_object": "both-hands object"}
+LABEL_LEGEND = [(LEGEND_NAMES[CLASS_NAMES[c]], tuple(int(v) for v in PALETTE[c])) for c in sorted(CLASS_NAMES)]
+# Legend of hand_object_overlay: hand boxes and the region chosen for each hand.
+HAND_OBJECT_LEGEND = [("left hand (box)", COLORS["left"]), ("left-hand object", OBJECT_COLORS["left"]),
+                      ("right hand (box)", COLORS["right"]), ("right-hand object", OBJECT_COLORS["right"])]
+# Legend of pipeline.motion_io.overlay: each hand's motion responsibility blended in its channel.
+RESPONSIBILITY_LEGEND = [("moves with the left hand", (255, 0, 0)), ("moves with the right hand", (0, 255, 0))]
+SHORT = {"left_hand": "L-hand", "right_hand": "R-hand", "left_object": "L-obj", "right_object": "R-obj",
+         "both_object": "both-obj"}
+STRIP_BG = (30, 30, 30)
 
 
 def fill_mask(img: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float = 0.45) -> np.ndarray:
@@ -47,8 +64,9 @@ def fit_to(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def hand_object_overlay(img: np.ndarray, fr: FrameRegions, choice: dict[str, tuple[int, str]]) -> np.ndarray:
-    """Hand boxes, the chosen region of each side filled, and a caption per side.
+def hand_object_overlay(img: np.ndarray, fr: FrameRegions, choice: dict[str, tuple[int, str]],
+                        title: str = "") -> np.ndarray:
+    """Hand boxes, the chosen region of each side filled, a caption per side, and the legend (`title` first).
 
     choice: {side: (mask_id or -1, caption)} — e.g. the pseudo-label's phrase or a prediction's probability.
     """
@@ -64,4 +82,35 @@ def hand_object_overlay(img: np.ndarray, fr: FrameRegions, choice: dict[str, tup
     for side, (mask_id, caption) in choice.items():
         put_label(out, f"{side} -> {caption if mask_id >= 0 else 'none'}", (6, y), COLORS[side])
         y += 20
-    return out
+    return with_legend(out, HAND_OBJECT_LEGEND, title)
+
+
+def iou_caption(inter, union) -> str:
+    """Per-class IoU of one frame ("L-obj 0.41  R-hand 0.80"), for the classes in its GT or prediction."""
+    parts = [f"{SHORT[name]} {inter[c] / union[c]:.2f}" for c, name in CLASS_NAMES.items() if union[c]]
+    return "frame IoU: " + ("  ".join(parts) if parts else "no hand or object in GT or prediction")
+
+
+def with_legend(img: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]], title: str = "") -> np.ndarray:
+    """`img` above a legend strip: the title line (if any), then a colour swatch and a name per entry, wrapped."""
+    w = img.shape[1]
+    scale = max(0.4, min(0.6, w / 1600))
+    (_, th), _ = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    line, pad, sw = th + 10, 6, th + 2
+    # lay the entries out first (x, row) so the strip height is known before drawing
+    spots, x, row = [], pad, 1 if title else 0
+    for name, _ in entries:
+        tw = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] + sw + 2 * pad
+        if x + tw > w and x > pad:
+            x, row = pad, row + 1
+        spots.append((x, row))
+        x += tw + pad
+    rows = (max(r for _, r in spots) + 1) if spots else int(bool(title))
+    strip = np.full((rows * line + pad, w, 3), STRIP_BG, np.uint8)
+    if title:
+        cv2.putText(strip, title, (pad, line - 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    for (name, color), (x, r) in zip(entries, spots):
+        y = r * line + line - 6
+        cv2.rectangle(strip, (x, y - sw + 2), (x + sw, y + 2), tuple(int(v) for v in color), -1)
+        cv2.putText(strip, name, (x + sw + pad, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235), 1, cv2.LINE_AA)
+    return np.concatenate([img, strip], axis=0)

@@ -22,9 +22,12 @@ def predict(
     """Segment the object held in each hand of every input image (no narration needed)."""
     from pipeline import predict as pp
     from pipeline.baselines import load_checkpoints
+    from pipeline.errors import WishError
     from pipeline.evaluate import predict as run_predict
     from pipeline.io import atomic_dir
 
+    if not input.exists():
+        raise WishError(input, "not found")
     p = setup(params)
     check_methods([method])
     _check_out(out)

@@ -91,7 +91,8 @@ def _overlays(root: Path, frames, regions, labels, n: int, out: Path) -> None:
         img = read_image(root / "frames" / paths[fid])
         rows = by_frame[fid]
         choice = {r.side: (int(r.mask_id), f"{r.phrase or r.source} {r.match_score:.2f}") for r in rows.itertuples()}
-        write_image(hand_object_overlay(img, regions[fid], choice), out / f"{fid}.png")
+        title = f"pseudo-label ({', '.join(sorted(set(rows['source'])))})  {fid}"
+        write_image(hand_object_overlay(img, regions[fid], choice, title), out / f"{fid}.png")
 
 
 def _sheets(root: Path, frames, regions, labels, tracks: list[list[str]], out: Path, per_sheet: int = 8) -> None:

@@ -93,10 +93,12 @@ def _overlays(frames, ids: list[str], maps: list, df, n: int, root: Path, out: P
     from pipeline.io import read_image, write_image
     from pipeline.motion import dequantise
     from pipeline.motion_io import overlay, overlay_picks
+    from pipeline.overlay import RESPONSIBILITY_LEGEND, with_legend
 
     usable = set(df.loc[df["status"] == "ok", "frame_id"])
     paths = dict(zip(frames["frame_id"], frames["image_path"]))
     index = {fid: i for i, fid in enumerate(ids)}
     for fid in overlay_picks(ids, usable, n):
         image = read_image(root / "frames" / paths[fid])
-        write_image(overlay(image, dequantise(maps[index[fid]])), out / "overlays" / f"{fid}.png")
+        write_image(with_legend(overlay(image, dequantise(maps[index[fid]])), RESPONSIBILITY_LEGEND,
+                                f"COHESIV responsibility  {fid}"), out / "overlays" / f"{fid}.png")

@@ -7,16 +7,21 @@ pipeline.evaluate.dvc_metrics) and METRICS_DIR/per_class.csv (method, class, iou
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from stages.common import ParamsOpt, RootOpt, setup
 
-MetricsOpt = typer.Option(Path("metrics"), "--metrics-dir", help="where score.json and per_class.csv go")
+DVC_ROOT, DVC_METRICS = Path("artifacts"), Path("metrics")
+MetricsOpt = typer.Option(None, "--out", "--metrics-dir",
+                          help="where score.json and per_class.csv go (default: ./metrics with the pipeline's "
+                               "--root artifacts, as dvc.yaml declares; ROOT/metrics with any other --root)")
 
 
-def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Path = MetricsOpt) -> None:
-    """Evaluate score.methods on score.evalset with the artifacts under ROOT."""
+def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Optional[Path] = MetricsOpt) -> None:
+    """Evaluate score.methods on score.evalset with the artifacts under ROOT; every output stays under ROOT
+    unless --out says otherwise (the DVC pipeline's default root keeps its committed ./metrics)."""
     import pandas as pd
 
     from pipeline import predict as pp
@@ -25,6 +30,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Path = Metr
     from pipeline.io import atomic_dir, write_csv, write_json
     from stages.predict import check_methods, summary
 
+    metrics_dir = metrics_dir or default_metrics_dir(root)
     p = setup(params)
     methods = list(p.score.methods)
     check_methods(methods)
@@ -38,6 +44,10 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Path = Metr
     write_csv(per_class, metrics_dir / "per_class.csv")
     typer.echo(summary(metrics))
     typer.echo(f"score: {metrics_dir / 'score.json'}, {metrics_dir / 'per_class.csv'}, {root / 'score'}/")
+
+
+def default_metrics_dir(root: Path) -> Path:
+    return DVC_METRICS if root == DVC_ROOT else root / "metrics"
 
 
 def check_no_leak(root: Path, evalset: str) -> None:
