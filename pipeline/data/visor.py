@@ -77,9 +77,11 @@ def polygons_to_mask(polygons: list[np.ndarray], height: int, width: int,
 
     canvas = np.zeros((height, width), np.uint8)
     scale = np.array([width / src_size[0], height / src_size[1]], np.float64)
-    pts = [np.round(p.astype(np.float64) * scale).astype(np.int32) for p in polygons if len(p) >= 3]
-    if pts:
-        cv2.fillPoly(canvas, pts, 1)
+    # One fillPoly per polygon: given a list, OpenCV fills overlapping segments even-odd, which punched holes
+    # into VISOR objects drawn as overlapping parts (a mug lost half its pixels).
+    for p in polygons:
+        if len(p) >= 3:
+            cv2.fillPoly(canvas, [np.round(p.astype(np.float64) * scale).astype(np.int32)], 1)
     return canvas.astype(bool)
 
 
