@@ -245,6 +245,11 @@ class ScoreParams(Section):
     nearest_max_inside_hand: float = Field(0.5, ge=0.0, le=1.0)
     # `wish predict` on a video: every stride-th frame, downscaled to frames.max_side.
     video_stride: int = Field(10, ge=1)
+    # EgoHOS contact boundary: pixels either side of where a hand meets its object (pipeline.boundary).
+    boundary_px: int = Field(2, ge=0)
+    # The HTML report (pipeline.report): longest image side of its thumbnails and their JPEG quality.
+    report_side: int = Field(427, ge=64)
+    report_quality: int = Field(70, ge=10, le=95)
 
 
 class ResponsibilityParams(Section):
