@@ -22,11 +22,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-
 from pipeline.metrics import BOTH, CLASS_NAMES, MATCH_IOU, OBJECT_OF_HAND, SIDE_OF_HAND, mask_iou, score_frame
 
 FAILURES = ("missed_hand", "wrong_side", "wrong_contact", "wrong_region")
+GT_ROW = "evalset"  # pipeline.evaluate.dvc_metrics puts the eval set's GT counts under this prefix
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -94,7 +93,8 @@ def frame_numbers(pred: np.ndarray, gt: np.ndarray, boundary_px: int) -> dict:
 def metric_rows(metrics: dict) -> tuple[list[str], list[str]]:
     """(row prefixes in first-seen order, column suffixes in first-seen order) of flat "row.metric" keys."""
     rows = list(dict.fromkeys(k.split(".", 1)[0] for k in metrics))
-    cols = list(dict.fromkeys(k.split(".", 1)[1] for k in metrics if "." in k))
+    rows = [r for r in rows if r != GT_ROW] + [r for r in rows if r == GT_ROW]  # the GT counts row last
+    cols = list(dict.fromkeys(k.split(".", 1)[1] for r in rows for k in metrics if k.startswith(f"{r}.")))
     return rows, cols
 
 
@@ -118,7 +118,8 @@ def _choice_text(row) -> str:
         return "no hand"
     if not row.holds:
         return f"none (contact {fmt(row.contact_prob)})"
-    return f"region {row.mask_id} → {row.label} (contact {fmt(row.contact_prob)}, match {fmt(row.match_prob)})"
+    drawn = CLASS_NAMES.get(int(row.label), "not drawn")
+    return f"region {row.mask_id} as {drawn} (contact {fmt(row.contact_prob)}, match {fmt(row.match_prob)})"
 
 
 def frame_card(image_id: str, video_id: str, panels: list[tuple[str, str]], numbers: dict[str, dict],
