@@ -247,7 +247,7 @@ class VisorEvalSet:
 
 
 def find_image(images: Path, frame: VisorFrame, mapping: dict[str, dict[str, str]] | None) -> Path | None:
-    """The frame's image under `images`, in VISOR's layout (<video>/<visor name>) or EPIC's native one
+    """The frame's image under `images`, in VISOR's layout ([<participant>/]<video>/<visor name>) or EPIC's native one
     (<video>/frame_N.jpg, <participant>/<video>/..., <participant>/rgb_frames/<video>/...). The EPIC number is
     the mapped one when `mapping` (visor-frame-mapping.json) knows the frame (VISOR renumbers some videos),
     else the number in the VISOR name."""
@@ -257,7 +257,8 @@ def find_image(images: Path, frame: VisorFrame, mapping: dict[str, dict[str, str
         m = _EPIC_FRAME.search(frame.name)
         epic_name = f"frame_{int(m.group(1)):010d}.jpg" if m else frame.name
     epic_name = Path(epic_name).name
-    candidates = [images / video / frame.name, images / frame.name]
+    candidates = [images / video / frame.name, images / participant / video / frame.name, images / frame.name,
+                  images / video / Path(frame.name).with_suffix(".png")]
     for sub in (images / video, images / participant / video, images / participant / "rgb_frames" / video):
         candidates += [sub / epic_name, sub / Path(epic_name).with_suffix(".png")]
     return next((c for c in candidates if c.is_file()), None)
