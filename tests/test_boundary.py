@@ -6,13 +6,11 @@ import pytest
 
 from pipeline.boundary import boundary_counts, contact_boundary
 from pipeline.metrics import score_maps
+from test_metrics import _map as label_map
 
 
-def _map(h: int = 40, w: int = 60, **rects) -> np.ndarray:
-    m = np.zeros((h, w), np.uint8)
-    for value, y0, y1, x0, x1 in rects.values():
-        m[y0:y1, x0:x1] = value
-    return m
+def _map(**rects) -> np.ndarray:
+    return label_map(40, 60, **rects)
 
 
 def test_band_where_a_hand_meets_its_object():

@@ -14,6 +14,7 @@ from pipeline import predict as pp
 from pipeline.browser import NOT_FOUND, dump_dom, find_chromium, screenshot
 from pipeline.report import frame_numbers, metrics_table
 from stages.cli import main
+from test_metrics import _map as label_map
 from test_predict import MISMATCH, PERFECT, FakeModels, _params, _write_evalset
 
 needs_chromium = pytest.mark.skipif(find_chromium() is None, reason=NOT_FOUND)
@@ -56,10 +57,7 @@ def _value(text: str):
 
 
 def _map(**rects) -> np.ndarray:
-    m = np.zeros((20, 30), np.uint8)
-    for value, y0, y1, x0, x1 in rects.values():
-        m[y0:y1, x0:x1] = value
-    return m
+    return label_map(20, 30, **rects)
 
 
 def test_failure_kinds_on_known_maps():
