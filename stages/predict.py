@@ -18,7 +18,7 @@ def predict(
     root: Path = RootOpt,
     method: str = typer.Option("wish", "--method", help="wish, wish_contact_only, wish_matching_only, baseline_nearest"),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="video: every N-th frame (default score.video_stride)"),
-    format: str = typer.Option("egohos", "--format", help="egohos: label PNGs labels/<id>.png (default); coco: predictions.coco.json (RLE instances)"),
+    out_format: str = typer.Option("egohos", "--format", help="egohos: label PNGs labels/<id>.png (default); coco: predictions.coco.json (RLE instances)"),
     report: bool = typer.Option(True, "--report/--no-report", help="also write OUT/report.html (frames in order, hand timeline)"),
 ) -> None:
     """Segment the object held in each hand of every input image (no narration needed)."""
@@ -29,8 +29,8 @@ def predict(
     from pipeline.io import atomic_dir
     from pipeline.report_sheets import PredictReport
 
-    if format not in ("egohos", "coco"):
-        raise WishError(None, f"--format must be egohos or coco, not {format!r}")
+    if out_format not in ("egohos", "coco"):
+        raise WishError(None, f"--format must be egohos or coco, not {out_format!r}")
     p = setup(params)
     check_methods([method])
     _check_out(out)
@@ -39,15 +39,15 @@ def predict(
     coco, page = CocoWriter(f"wish predict --method {method} {input}"), PredictReport(p.score)
 
     def on_frame(ctx, rows, label_map):
-        if format == "coco":
+        if out_format == "coco":
             hand_scores = {s: ctx.hand(s).score for s in ("left", "right") if ctx.hand(s) is not None}
             coco.add(ctx.image_id, label_map, class_scores(hand_scores, {r["side"]: r for r in rows}))
         if report:
             page.add(ctx, rows, label_map)
 
     with atomic_dir(out) as tmp:
-        df = run_predict(inputs, method, models, p, tmp, p.score.overlays, format == "egohos", on_frame)
-        if format == "coco":
+        df = run_predict(inputs, method, models, p, tmp, p.score.overlays, out_format == "egohos", on_frame)
+        if out_format == "coco":
             coco.write(tmp / "predictions.coco.json")
         if report:
             page.write(tmp / "report.html", method)
