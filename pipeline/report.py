@@ -90,17 +90,22 @@ def frame_numbers(pred: np.ndarray, gt: np.ndarray, boundary_px: int) -> dict:
                 failures=failures)
 
 
-def metric_rows(metrics: dict) -> tuple[list[str], list[str]]:
-    """(row prefixes in first-seen order, column suffixes in first-seen order) of flat "row.metric" keys."""
-    rows = list(dict.fromkeys(k.split(".", 1)[0] for k in metrics))
-    rows = [r for r in rows if r != GT_ROW] + [r for r in rows if r == GT_ROW]  # the GT counts row last
-    cols = list(dict.fromkeys(k.split(".", 1)[1] for r in rows for k in metrics if k.startswith(f"{r}.")))
+def metric_rows(metrics: dict, methods: list[str] = ()) -> tuple[list[str], list[str]]:
+    """(row prefixes, column suffixes) of flat "row.metric" keys, in an order that does not depend on the dict's
+    (score.json is written sorted): scored methods in their order, other rows sorted, the GT counts row last;
+    headline metrics first, the others sorted."""
+    from pipeline.evaluate import HEADLINE
+
+    found = {k.split(".", 1)[0] for k in metrics}
+    rows = [m for m in methods if m in found] + sorted(found - set(methods) - {GT_ROW}) + sorted(found & {GT_ROW})
+    suffixes = {k.split(".", 1)[1] for k in metrics if "." in k}
+    cols = [c for c in HEADLINE if c in suffixes] + sorted(suffixes - set(HEADLINE))
     return rows, cols
 
 
-def metrics_table(metrics: dict) -> str:
+def metrics_table(metrics: dict, methods: list[str] = ()) -> str:
     """Every key of `metrics` in one table (a row per prefix, a column per metric); cells carry data-key."""
-    rows, cols = metric_rows(metrics)
+    rows, cols = metric_rows(metrics, methods)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = []
     for r in rows:
@@ -190,7 +195,7 @@ def write_eval_report(out_dir: str | Path, source, metrics: dict, sp, path: str 
     body = (f"<h1>{html.escape(title)}</h1><p>{len(source.frames)} frames of {html.escape(str(source.root))}; "
             f"colours: left hand blue, right hand green, left object yellow, right object magenta, both red; "
             f"contact boundary white ({sp.boundary_px} px).</p>"
-            f"<h2>Metrics</h2>{metrics_table(metrics)}<h2>Frames</h2>{controls}"
+            f"<h2>Metrics</h2>{metrics_table(metrics, methods)}<h2>Frames</h2>{controls}"
             f'<div id="frames">{"".join(eval_cards(out_dir, source, methods, sp))}</div>{sheet_html}')
     return write_page(path, title, body)
 

@@ -43,13 +43,13 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Path = Metr
 
 
 def write_report(root: Path, p, tracked: dict, path: Path) -> None:
-    """The HTML report of ROOT/score with the numbers of score.json and the training pseudo-label sheet."""
+    """The HTML report of ROOT/score with the numbers of score.json and the training pseudo-label sheet
+    (`wish report ROOT/score --metrics score.json --sheet` writes the same bytes)."""
     from pipeline.data.evalset import load_evalset
     from pipeline.report import write_eval_report
     from pipeline.report_sheets import pseudolabel_sheet
 
-    write_eval_report(root / "score", load_evalset(p.score.evalset), tracked, p.score, path,
-                      pseudolabel_sheet(root, p.score), title="wish: score stage report")
+    write_eval_report(root / "score", load_evalset(p.score.evalset), tracked, p.score, path, pseudolabel_sheet(root, p.score))
 
 
 def check_no_leak(root: Path, evalset: str) -> None:

@@ -186,3 +186,19 @@ def test_predict_report_in_chromium_has_a_timeline(monkeypatch, tmp_path):
     # ids <stem>_frame_N group by video: vid_a (left holds its object, right free), vid_b (both hold their own)
     assert dom.counts["svg"] == 2 and states == ["left", "free", "left", "right"]
     assert dom.counts["img"] == 2 and int(dom.attrs["body"][0]["data-load-ms"]) < 2000
+
+
+def test_wish_report_rebuilds_the_score_and_predict_pages(scored, monkeypatch, tmp_path):
+    root, metrics = scored
+    params = tmp_path / "score.yaml"
+    again = tmp_path / "again.html"
+    assert main(["report", str(root / "score"), "--metrics", str(metrics / "score.json"), "--sheet", "--root",
+                 str(root), "--out", str(again), "--params", str(params)]) == 0
+    assert again.read_bytes() == (metrics / "report.html").read_bytes()
+    evalset = tmp_path / "evalset"
+    out = tmp_path / "pred"
+    monkeypatch.setattr(pp, "build_models", lambda params, root: FakeModels(PERFECT))
+    assert main(["predict", str(evalset / "images"), "--out", str(out), "--params", str(_params(tmp_path))]) == 0
+    assert main(["report", str(out), "--input", str(evalset / "images"), "--out", str(again)]) == 0
+    assert again.read_bytes() == (out / "report.html").read_bytes()
+    assert main(["report", str(out), "--out", str(again)]) == 2  # a predict dir needs its input
