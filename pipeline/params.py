@@ -250,6 +250,9 @@ class ScoreParams(Section):
     # The HTML report (pipeline.report): longest image side of its thumbnails and their JPEG quality.
     report_side: int = Field(427, ge=64)
     report_quality: int = Field(70, ge=10, le=95)
+    # At most this many eval frames in the report (evenly spaced; the metrics table always covers all): about
+    # 70 kB per frame and method, so a VISOR-sized set would otherwise make a page no browser opens.
+    report_max_frames: int = Field(300, ge=1)
 
 
 class ResponsibilityParams(Section):

@@ -160,7 +160,7 @@ def eval_cards(out_dir: Path, source, methods: list[str], sp) -> list[str]:
     preds = read_table(out_dir / "predictions.parquet", PREDICTIONS)
     by_key = {(r.image_id, r.method, r.side): r for r in preds.itertuples()}
     cards = []
-    for frame in tqdm(source.frames, desc="report", unit="frame"):
+    for frame in tqdm(shown_frames(source.frames, sp.report_max_frames), desc="report", unit="frame"):
         image, gt = source.image(frame), source.labels(frame)
         panels = [("image", thumbnail(image, sp.report_side, sp.report_quality)),
                   ("GT", thumbnail(labelled_overlay(image, gt, sp.boundary_px), sp.report_side, sp.report_quality))]
@@ -172,6 +172,13 @@ def eval_cards(out_dir: Path, source, methods: list[str], sp) -> list[str]:
             choices[m] = {s: _choice_text(by_key.get((frame.image_id, m, s))) for s in ("left", "right")}
         cards.append(frame_card(frame.image_id, frame.video_id, panels, numbers, choices))
     return cards
+
+
+def shown_frames(frames: list, limit: int) -> list:
+    """All frames, or an evenly spaced sample of `limit` of them."""
+    if len(frames) <= limit:
+        return list(frames)
+    return [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, limit).astype(int))]
 
 
 def _read_label_map(path: Path) -> np.ndarray:
@@ -192,7 +199,9 @@ def write_eval_report(out_dir: str | Path, source, metrics: dict, sp, path: str 
     out_dir = Path(out_dir)
     methods = [m for m in table_meta(out_dir / "predictions.parquet").get("methods", "").split(",") if m]
     controls = _controls(methods)
-    body = (f"<h1>{html.escape(title)}</h1><p>{len(source.frames)} frames of {html.escape(str(source.root))}; "
+    n, shown = len(source.frames), min(len(source.frames), sp.report_max_frames)
+    sample = f" ({shown} evenly spaced ones shown: score.report_max_frames)" if shown < n else ""
+    body = (f"<h1>{html.escape(title)}</h1><p>{n} frames of {html.escape(str(source.root))}{sample}; "
             f"colours: left hand blue, right hand green, left object yellow, right object magenta, both red; "
             f"contact boundary white ({sp.boundary_px} px).</p>"
             f"<h2>Metrics</h2>{metrics_table(metrics, methods)}<h2>Frames</h2>{controls}"

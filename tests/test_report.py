@@ -202,3 +202,10 @@ def test_wish_report_rebuilds_the_score_and_predict_pages(scored, monkeypatch, t
     assert main(["report", str(out), "--input", str(evalset / "images"), "--out", str(again)]) == 0
     assert again.read_bytes() == (out / "report.html").read_bytes()
     assert main(["report", str(out), "--out", str(again)]) == 2  # a predict dir needs its input
+
+
+def test_large_eval_sets_show_an_even_sample():
+    from pipeline.report import shown_frames
+
+    assert shown_frames(list(range(5)), 10) == [0, 1, 2, 3, 4]
+    assert shown_frames(list(range(1000)), 4) == [0, 333, 666, 999]
