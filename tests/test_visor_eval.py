@@ -144,3 +144,18 @@ def test_visor_rasterisation_reproduces_the_shared_eval_labels():
             gt = np.array(Image.open(DATA / "evalset/labels" / f"{f.name[:-4]}.png"))
             agree.append((visor_label_map(f, *gt.shape) == gt).mean())
     assert len(agree) == 12 and min(agree) > 0.995  # measured 0.9974..0.9997: polygon rounding at the edges
+
+
+def test_bad_visor_input_exits_2_naming_the_file(tmp_path, capsys, visor_json):
+    (tmp_path / "imgs").mkdir()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    cases = [(["--visor", str(tmp_path / "none.json"), "--images", str(tmp_path / "imgs")], "none.json"),
+             (["--visor", str(bad), "--images", str(tmp_path / "imgs")], "bad.json"),
+             (["--visor", str(visor_json), "--images", str(tmp_path / "missing")], "missing"),
+             (["--visor", str(visor_json)], "--images"),
+             (["--visor", str(visor_json), "--evalset", str(tmp_path), "--images", str(tmp_path / "imgs")], "exactly one")]
+    for args, needle in cases:
+        assert main(["evaluate", *args, "--out", str(tmp_path / "o"), "--methods", "baseline_nearest"]) == 2
+        assert needle in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
