@@ -139,9 +139,10 @@ def frame_card(image_id: str, video_id: str, panels: list[tuple[str, str]], numb
     head = "".join(f"<th>{c}</th>" for c in classes) + "<th>contact_boundary</th><th>left hand</th><th>right hand</th><th>failures</th>"
     rows = []
     for m, n in numbers.items():
-        ious = "".join(f'<td data-key="{m}.iou.{c}">{fmt(n["iou"][c])}</td>' for c in classes)
+        # data-frame-key, not data-key: only the metrics table holds dataset numbers (those of score.json)
+        ious = "".join(f'<td data-frame-key="{m}.iou.{c}">{fmt(n["iou"][c])}</td>' for c in classes)
         fails = ", ".join(f"{k} ({s})" for k, s in n["failures"]) or "–"
-        rows.append(f'<tr><th>{html.escape(m)}</th>{ious}<td data-key="{m}.contact_boundary_iou">'
+        rows.append(f'<tr><th>{html.escape(m)}</th>{ious}<td data-frame-key="{m}.contact_boundary_iou">'
                     f'{fmt(n["boundary_iou"])}</td><td>{html.escape(choices[m]["left"])}</td>'
                     f'<td>{html.escape(choices[m]["right"])}</td><td class="fail">{html.escape(fails)}</td></tr>')
     return (f'<section class="frame" id="f-{html.escape(image_id)}" data-id="{html.escape(image_id)}"{attrs}>'

@@ -25,7 +25,7 @@ class Dom(HTMLParser):
 
     def __init__(self, text: str):
         super().__init__()
-        self.cells, self.counts, self.attrs, self.text_of = {}, {}, {}, {}
+        self.cells, self.frame_cells, self.counts, self.attrs, self.text_of = {}, {}, {}, {}, {}
         self._key = self._id = None
         self.feed(text)
 
@@ -33,12 +33,14 @@ class Dom(HTMLParser):
         a = dict(attrs)
         self.counts[tag] = self.counts.get(tag, 0) + 1
         self.attrs.setdefault(tag, []).append(a)
-        self._key = a.get("data-key") if tag == "td" else None
+        self._key = None
+        if tag == "td" and ("data-key" in a or "data-frame-key" in a):
+            self._key = ("cells", a["data-key"]) if "data-key" in a else ("frame_cells", a["data-frame-key"])
         self._id = a.get("id") or self._id if tag in ("span", "td") else self._id
 
     def handle_data(self, data):
         if self._key is not None:
-            self.cells.setdefault(self._key, []).append(data.strip())
+            getattr(self, self._key[0]).setdefault(self._key[1], []).append(data.strip())
             self._key = None
         if self._id is not None and data.strip():
             self.text_of[self._id] = data.strip()
@@ -152,9 +154,8 @@ def test_score_report_in_chromium_shows_score_json_and_every_frame(scored, tmp_p
     assert page.is_file() and page.stat().st_size < 20e6
     dom = _load(page)
     score = json.loads((metrics / "score.json").read_text())
-    table = {k: v for k, v in dom.cells.items() if k.count(".") >= 1 and k in score}
-    assert set(table) == set(score)  # every number of score.json is in the page ...
-    assert all(_value(v[0]) == pytest.approx(score[k], abs=0) for k, v in table.items())  # ... and equal to it
+    assert set(dom.cells) == set(score)  # the page's dataset numbers are exactly those of score.json ...
+    assert all(v == [dom.cells[k][0]] and _value(v[0]) == score[k] for k, v in dom.cells.items())  # ... equal to it
     frames = [a for a in dom.attrs["section"] if "frame" in a.get("class", "")]
     assert len(frames) == 2  # image, GT and both methods per eval frame, plus the 2 x 3 training frames
     assert dom.counts["img"] == 2 * (2 + 2) + 2 * 3 and sum(a.get("class") == "clip" for a in dom.attrs["section"]) == 2
@@ -163,8 +164,8 @@ def test_score_report_in_chromium_shows_score_json_and_every_frame(scored, tmp_p
     # per-frame numbers agree with evaluate's per_frame.csv
     pf = pd.read_csv(root / "score" / "per_frame.csv")
     row = pf[(pf.image_id == "vid_a_frame_1") & (pf.method == "wish") & (pf["class"] == "left_object")].iloc[0]
-    first = dom.cells["wish.iou.left_object"]  # per-frame tables, frames in id order
-    assert _value(first[-2]) == pytest.approx(row.intersection / row.union, abs=5e-5)
+    per_frame = dom.frame_cells["wish.iou.left_object"]  # per-frame tables, frames sorted by wish's object IoU
+    assert len(per_frame) == 2 and min(map(_value, per_frame)) == pytest.approx(row.intersection / row.union, abs=5e-5)
     # failure filter attributes: frame A's left hand picked the distractor
     a = next(f for f in frames if f["data-id"] == "vid_a_frame_1")
     assert "wrong_region" in a["data-fail-wish"] and a["data-fail-baseline_nearest"] == ""
