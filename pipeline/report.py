@@ -136,7 +136,7 @@ def frame_card(image_id: str, video_id: str, panels: list[tuple[str, str]], numb
     figs = "".join(f'<figure><img src="{uri}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}</figcaption>'
                    f"</figure>" for cap, uri in panels)
     classes = list(CLASS_NAMES.values())
-    head = "".join(f"<th>{c}</th>" for c in classes) + "<th>contact_boundary</th><th>left hand</th><th>right hand</th><th>failures</th>"
+    head = "".join(f"<th>{c}</th>" for c in [*classes, "contact_boundary", "left hand", "right hand", "failures"])
     rows = []
     for m, n in numbers.items():
         # data-frame-key, not data-key: only the metrics table holds dataset numbers (those of score.json)

@@ -99,8 +99,8 @@ class PredictReport:
             groups.setdefault(video_of(item[0]), []).append(item)
         legend = " ".join(f'<span style="background:{c};padding:0 6px">{html.escape(s)}</span>'
                           for s, c in STATE_COLORS.items())
-        body = [f"<h1>wish predict ({html.escape(method)})</h1><p>{len(self.frames)} frames in {len(groups)} "
-                f"groups. Timeline: per hand, what it holds in each frame (click a cell for the frame): {legend}; "
+        body = [f"<h1>wish predict ({html.escape(method)})</h1><p>{len(self.frames)} frames, {len(groups)} "
+                f"video(s) or folder(s). Timeline: per hand, what it holds in each frame (click a cell for the frame): {legend}; "
                 f"'left'/'right' = drawn as that hand's object, 'both' = one object in both hands.</p>"]
         for name, items in groups.items():
             body.append(f'<section class="video"><h2>{html.escape(name)}</h2>{timeline(items)}'
@@ -132,8 +132,16 @@ def _p(row: dict) -> str:
     return fmt(float(np.prod(vals))) if vals else "–"
 
 
+def _side_caption(row: dict) -> str:
+    state = hand_state(row)
+    if state in ("no hand", "free"):
+        return state
+    return f"region {row['mask_id']} as {'both-hands' if state == 'both' else state + '-hand'} object, p {_p(row)}"
+
+
 def _predict_figure(item) -> str:
     image_id, uri, rows = item
-    cap = " | ".join(f"{s[0].upper()}: {hand_state(rows[s])}" for s in ("left", "right") if s in rows)
+    cap = " | ".join(f"{s[0].upper()}: {_side_caption(rows[s])}" for s in ("left", "right") if s in rows)
+    name = image_id.rsplit("_frame_", 1)[1] if "_frame_" in image_id else image_id  # the group names the video
     return (f'<figure class="frame" id="f-{html.escape(image_id)}"><img src="{uri}" alt="{html.escape(image_id)}">'
-            f"<figcaption>{html.escape(image_id)}<br>{html.escape(cap)}</figcaption></figure>")
+            f"<figcaption>frame {html.escape(name)}<br>{html.escape(cap)}</figcaption></figure>")

@@ -18,7 +18,7 @@ def predict(
     root: Path = RootOpt,
     method: str = typer.Option("wish", "--method", help="wish, wish_contact_only, wish_matching_only, baseline_nearest"),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="video: every N-th frame (default score.video_stride)"),
-    out_format: str = typer.Option("egohos", "--format", help="egohos: label PNGs labels/<id>.png (default); coco: predictions.coco.json (RLE instances)"),
+    out_format: str = typer.Option("egohos", "--format", help="egohos: labels/<id>.png (default); coco: predictions.coco.json"),
     report: bool = typer.Option(True, "--report/--no-report", help="also write OUT/report.html (frames in order, hand timeline)"),
 ) -> None:
     """Segment the object held in each hand of every input image (no narration needed)."""
@@ -58,10 +58,10 @@ def predict(
 
 def evaluate(
     evalset: Optional[Path] = typer.Option(None, "--evalset", help="eval-format dir (images/, labels/, manifest.csv, ...)"),
-    visor: Optional[Path] = typer.Option(None, "--visor", help="VISOR annotation JSON (or a dir / tar of them), instead of --evalset"),
+    visor: Optional[Path] = typer.Option(None, "--visor", help="VISOR annotation JSON(s), a dir or tar"),
     images: Optional[Path] = typer.Option(None, "--images", help="with --visor: EPIC frames, <video>/frame_XXXXXXXXXX.jpg"),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --visor: visor-frame-mapping.json (VISOR -> EPIC frame numbers)"),
-    exhaustive_only: bool = typer.Option(False, "--exhaustive-only", help="with --visor: only frames whose hands and touched objects are exhaustive"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --visor: visor-frame-mapping.json"),
+    exhaustive_only: bool = typer.Option(False, "--exhaustive-only", help="with --visor: only exhaustive frames"),
     out: Optional[Path] = typer.Option(None, "--out", help="output dir (default ROOT/evaluate/<evalset name>)"),
     params: Path = ParamsOpt,
     root: Path = RootOpt,

@@ -18,8 +18,8 @@ from stages.common import ParamsOpt, RootOpt, setup
 def run(
     result: Path = typer.Argument(..., help="output dir of wish evaluate, the score stage or wish predict"),
     out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default RESULT/report.html)"),
-    metrics: Optional[Path] = typer.Option(None, "--metrics", help="flat metrics JSON for the table (default: the tracked subset of RESULT/metrics.json)"),
-    evalset: Optional[Path] = typer.Option(None, "--evalset", help="the eval set RESULT was scored on (default: recorded in RESULT)"),
+    metrics: Optional[Path] = typer.Option(None, "--metrics", help="flat metrics JSON for the table (default: from RESULT/metrics.json)"),
+    evalset: Optional[Path] = typer.Option(None, "--evalset", help="the eval set RESULT was scored on (default: as recorded)"),
     visor: Optional[Path] = typer.Option(None, "--visor", help="or the VISOR annotations it was scored on ..."),
     images: Optional[Path] = typer.Option(None, "--images", help="... with their EPIC frames"),
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="visor-frame-mapping.json, as given to evaluate"),
