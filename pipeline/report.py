@@ -133,7 +133,7 @@ def frame_card(image_id: str, video_id: str, panels: list[tuple[str, str]], numb
     attrs = "".join(f' data-iou-{html.escape(m)}="{"" if n["object_iou"] is None else round(n["object_iou"], 4)}"'
                     f' data-fail-{html.escape(m)}="{" ".join(sorted({k for k, _ in n["failures"]}))}"'
                     for m, n in numbers.items())
-    figs = "".join(f'<figure><img src="{uri}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}</figcaption>'
+    figs = "".join(f'<figure><img loading="lazy" decoding="async" src="{uri}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}</figcaption>'
                    f"</figure>" for cap, uri in panels)
     classes = list(CLASS_NAMES.values())
     head = "".join(f"<th>{c}</th>" for c in [*classes, "contact_boundary", "left hand", "right hand", "failures"])

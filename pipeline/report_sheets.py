@@ -61,7 +61,7 @@ def _sheet_figure(root: Path, frame, rows, rles: dict, sp) -> str:
         captions.append(f"{r.side[0].upper()}: {what}")
     cap = html.escape(f"{frame.clip_index}: " + " | ".join(captions))
     uri = thumbnail(img, max(64, sp.report_side // 2), sp.report_quality)
-    return f'<figure><img src="{uri}" alt="{html.escape(frame.frame_id)}"><figcaption>{cap}</figcaption></figure>'
+    return f'<figure><img loading="lazy" decoding="async" src="{uri}" alt="{html.escape(frame.frame_id)}"><figcaption>{cap}</figcaption></figure>'
 
 
 # ---------------------------------------------------------------------------------------------- predict page
@@ -143,5 +143,5 @@ def _predict_figure(item) -> str:
     image_id, uri, rows = item
     cap = " | ".join(f"{s[0].upper()}: {_side_caption(rows[s])}" for s in ("left", "right") if s in rows)
     name = image_id.rsplit("_frame_", 1)[1] if "_frame_" in image_id else image_id  # the group names the video
-    return (f'<figure class="frame" id="f-{html.escape(image_id)}"><img src="{uri}" alt="{html.escape(image_id)}">'
+    return (f'<figure class="frame" id="f-{html.escape(image_id)}"><img loading="lazy" decoding="async" src="{uri}" alt="{html.escape(image_id)}">'
             f"<figcaption>frame {html.escape(name)}<br>{html.escape(cap)}</figcaption></figure>")
