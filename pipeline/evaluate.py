@@ -6,6 +6,7 @@ Layout written into OUT (by `wish evaluate`, the `score` stage and, without GT, 
     per_frame.csv               image_id, method, class, intersection, union (to find the frames that hurt)
     predictions.parquet         PREDICTIONS rows of every method
     labels/<method>/<id>.png    EgoHOS label maps (predict: labels/<id>.png)
+    boundary/<method|gt>/<id>.png  EgoHOS contact-boundary maps, 0/1 (pipeline.boundary; predict: boundary/<id>.png)
     overlays/<id>.png           GT | first method (predict: the prediction alone)
 """
 from __future__ import annotations
@@ -46,16 +47,20 @@ def usable_methods(methods: list[str], has_narrations: bool) -> tuple[list[str],
     return [m for m in methods if m not in skipped], skipped
 
 
-def evaluate(evalset_dir: str | Path, methods: list[str], models, params, out: Path) -> dict:
-    """Score `methods` on every frame of an eval-format dir; writes the layout above into `out`."""
+def evaluate(evalset_dir, methods: list[str], models, params, out: Path) -> dict:
+    """Score `methods` on every frame of an eval-format dir (or an already opened EvalSet-like source, e.g.
+    pipeline.data.visor.VisorEvalSet); writes the layout above into `out`."""
     from pipeline.baselines import NEEDS_REGIONS
+    from pipeline.boundary import contact_boundary
     from pipeline.data.evalset import load_evalset
 
-    es = load_evalset(evalset_dir)
+    es = load_evalset(evalset_dir) if isinstance(evalset_dir, (str, Path)) else evalset_dir
+    evalset_dir = es.root
     methods, skipped = usable_methods(methods, not es.narrations.empty)
     if not methods:
         raise WishError(Path(evalset_dir) / "narrations.csv", f"every requested method needs narrations: {skipped}")
-    scorers = {m: Scorer() for m in methods}
+    bpx = params.score.boundary_px
+    scorers = {m: Scorer(boundary_px=bpx) for m in methods}
     recall = ProposalRecall()
     rows, per_frame = [], []
     for frame in tqdm(es.frames, desc="evaluate", unit="frame"):
@@ -74,6 +79,8 @@ def evaluate(evalset_dir: str | Path, methods: list[str], models, params, out: P
                                intersection=int(fs.inter[c]), union=int(fs.union[c])) for c in CLASS_NAMES]
             rows += prediction_rows(ctx, m, decisions, label_map)
             write_image(label_map, out / "labels" / m / f"{frame.image_id}.png")
+            write_image(contact_boundary(label_map, bpx).astype(np.uint8), out / "boundary" / m / f"{frame.image_id}.png")
+        write_image(contact_boundary(gt, bpx).astype(np.uint8), out / "boundary" / "gt" / f"{frame.image_id}.png")
         if params.score.overlays:
             panels = [("GT", gt), (methods[0], results[methods[0]][1])]
             fs = frame_scores[methods[0]]
@@ -128,7 +135,8 @@ def flat_metrics(results: dict[str, dict]) -> dict:
     return flat
 
 
-HEADLINE = ("object_miou", "hand_miou", "hand_recall", "hand_side_accuracy", "contact_accuracy")
+HEADLINE = ("object_miou", "hand_miou", "hand_recall", "hand_side_accuracy", "contact_accuracy",
+            "contact_boundary_iou")
 GT_COUNTS = ("n_frames", "n_gt_hands", "n_gt_hands_holding")
 
 
@@ -158,9 +166,13 @@ def per_class_table(scorers: dict[str, Scorer]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "class", "iou", "gt_pixels", "pred_pixels"])
 
 
-def predict(inputs, method: str, models, params, out: Path, overlays: bool = True) -> pd.DataFrame:
-    """Narration-free prediction on (image_id, image) pairs; writes labels/, overlays/, predictions.parquet."""
+def predict(inputs, method: str, models, params, out: Path, overlays: bool = True, write_labels: bool = True,
+            on_frame=None) -> pd.DataFrame:
+    """Narration-free prediction on (image_id, image) pairs; writes labels/ and boundary/ (EgoHOS PNGs, unless
+    write_labels is off), overlays/, predictions.parquet. on_frame(ctx, rows, label_map) sees every frame (the
+    COCO export and the HTML report collect through it)."""
     from pipeline.baselines import NEEDS_GT, NEEDS_NARRATIONS, NEEDS_REGIONS
+    from pipeline.boundary import contact_boundary
 
     if method in NEEDS_NARRATIONS | NEEDS_GT:
         raise WishError(None, f"method {method!r} needs narrations or ground truth; `wish predict` has neither")
@@ -168,8 +180,14 @@ def predict(inputs, method: str, models, params, out: Path, overlays: bool = Tru
     for image_id, image in tqdm(inputs, desc="predict", unit="image"):
         ctx = models.context(image_id, image, None, with_regions=method in NEEDS_REGIONS)
         decisions, label_map = run_methods(ctx, [method], models, params)[method]
-        rows += prediction_rows(ctx, method, decisions, label_map)
-        write_image(label_map, out / "labels" / f"{image_id}.png")
+        frame_rows = prediction_rows(ctx, method, decisions, label_map)
+        rows += frame_rows
+        if write_labels:
+            write_image(label_map, out / "labels" / f"{image_id}.png")
+            write_image(contact_boundary(label_map, params.score.boundary_px).astype(np.uint8),
+                        out / "boundary" / f"{image_id}.png")
+        if on_frame is not None:
+            on_frame(ctx, frame_rows, label_map)
         if overlays:
             write_image(with_legend(overlay(image, label_map), LABEL_LEGEND, f"{method} (no ground truth)"),
                         out / "overlays" / f"{image_id}.png")

@@ -22,6 +22,9 @@ Definitions (the README quotes these):
   that hand's object class (3 for left, 4 for right) or of class 5; the prediction *holds* iff the predicted
   map has a pixel of that side's object class or of 5. Accuracy = fraction of GT hands where they agree.
   A hand the predictor missed therefore counts as "holds nothing" unless an object was still labelled.
+- **Contact-boundary IoU** (EgoHOS): the band where a hand meets the object it holds (pipeline.boundary,
+  `boundary_px` pixels either side), derived the same way from prediction and GT; Σ intersection / Σ union over
+  frames like the class IoUs; ``None`` when neither ever has a boundary.
 - **Counts**: frames, GT hands, matched GT hands, GT hands holding something, GT/pred pixels per class.
 """
 from __future__ import annotations
@@ -59,10 +62,13 @@ class FrameScore:
     gt_px: np.ndarray
     pred_px: np.ndarray
     hands: list[dict]  # one per GT hand: class, matched, side_correct, gt_holds, pred_holds
+    boundary: tuple[int, int] = (0, 0)  # contact-boundary (intersection, union) pixels
 
 
-def score_frame(pred: np.ndarray, gt: np.ndarray) -> FrameScore:
+def score_frame(pred: np.ndarray, gt: np.ndarray, boundary_px: int = 2) -> FrameScore:
     """Compare one predicted label map with its GT map (same shape, values 0..5)."""
+    from pipeline.boundary import boundary_counts
+
     if pred.shape != gt.shape:
         raise ValueError(f"prediction shape {pred.shape} != ground truth shape {gt.shape}")
     pred, gt = pred.astype(np.int64), gt.astype(np.int64)
@@ -70,7 +76,8 @@ def score_frame(pred: np.ndarray, gt: np.ndarray) -> FrameScore:
     pred_px = np.bincount(pred.ravel(), minlength=N_CLASSES)[:N_CLASSES]
     inter = np.bincount(gt[gt == pred].ravel(), minlength=N_CLASSES)[:N_CLASSES]
     union = gt_px + pred_px - inter
-    return FrameScore(inter, union, gt_px, pred_px, [_score_hand(pred, gt, c) for c in HAND_CLASSES if gt_px[c]])
+    return FrameScore(inter, union, gt_px, pred_px, [_score_hand(pred, gt, c) for c in HAND_CLASSES if gt_px[c]],
+                      boundary_counts(pred, gt, boundary_px))
 
 
 def _score_hand(pred: np.ndarray, gt: np.ndarray, hand_class: int) -> dict:
@@ -91,9 +98,14 @@ class Scorer:
     pred_px: np.ndarray = field(default_factory=lambda: np.zeros(N_CLASSES, np.int64))
     hands: list[dict] = field(default_factory=list)
     n_frames: int = 0
+    boundary_px: int = 2
+    boundary_inter: int = 0
+    boundary_union: int = 0
 
     def add(self, pred: np.ndarray, gt: np.ndarray) -> FrameScore:
-        fs = score_frame(pred, gt)
+        fs = score_frame(pred, gt, self.boundary_px)
+        self.boundary_inter += fs.boundary[0]
+        self.boundary_union += fs.boundary[1]
         self.inter += fs.inter
         self.union += fs.union
         self.gt_px += fs.gt_px
@@ -115,6 +127,7 @@ class Scorer:
         out["hand_side_accuracy"] = _frac([h["side_correct"] for h in self.hands])
         out["hand_side_accuracy_matched"] = _frac([h["side_correct"] for h in matched])
         out["contact_accuracy"] = _frac([h["gt_holds"] == h["pred_holds"] for h in self.hands])
+        out["contact_boundary_iou"] = self.boundary_inter / self.boundary_union if self.boundary_union else None
         out.update({"n_frames": self.n_frames, "n_gt_hands": len(self.hands), "n_gt_hands_matched": len(matched),
                     "n_gt_hands_holding": sum(h["gt_holds"] for h in self.hands)})
         for c, name in CLASS_NAMES.items():

@@ -364,6 +364,14 @@ class ScoreParams(Section):
     nearest_max_inside_hand: float = Field(0.5, ge=0.0, le=1.0)
     # `wish predict` on a video: every stride-th frame, downscaled to frames.max_side.
     video_stride: int = Field(10, ge=1)
+    # EgoHOS contact boundary: pixels either side of where a hand meets its object (pipeline.boundary).
+    boundary_px: int = Field(2, ge=0)
+    # The HTML report (pipeline.report): longest image side of its thumbnails and their JPEG quality.
+    report_side: int = Field(427, ge=64)
+    report_quality: int = Field(70, ge=10, le=95)
+    # At most this many eval frames in the report (evenly spaced; the metrics table always covers all): about
+    # 70 kB per frame and method, so a VISOR-sized set would otherwise make a page no browser opens.
+    report_max_frames: int = Field(300, ge=1)
 
     @field_validator("methods")
     @classmethod

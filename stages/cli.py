@@ -29,6 +29,7 @@ COMMANDS = [
     ("predict", "predict", "predict"),
     ("evaluate", "predict", "evaluate"),
     ("inspect", "inspect", "run"),
+    ("report", "report", "run"),
 ]
 
 

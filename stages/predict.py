@@ -18,37 +18,61 @@ def predict(
     root: Path = RootOpt,
     method: str = typer.Option("wish", "--method", help="a method of score.methods (pipeline.baselines.SPECS)"),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="video: every N-th frame (default score.video_stride)"),
+    out_format: str = typer.Option("egohos", "--format", help="egohos: labels/<id>.png (default); coco: predictions.coco.json"),
+    report: bool = typer.Option(True, "--report/--no-report", help="also write OUT/report.html (frames in order, hand timeline)"),
 ) -> None:
     """Segment the object held in each hand of every input image (no narration needed)."""
     from pipeline import predict as pp
     from pipeline.baselines import load_checkpoints
+    from pipeline.coco import CocoWriter, class_scores
     from pipeline.errors import WishError
     from pipeline.evaluate import predict as run_predict
     from pipeline.io import atomic_dir
+    from pipeline.report_sheets import PredictReport
 
     if not input.exists():
         raise WishError(input, "not found")
+    if out_format not in ("egohos", "coco"):
+        raise WishError(None, f"--format must be egohos or coco, not {out_format!r}")
     p = setup(params)
     check_methods([method])
     _check_out(out)
     inputs = pp.iter_inputs(input, stride or p.score.video_stride, p.frames.max_side)
     models = pp.build_models(p, root)
     load_checkpoints(models, [method])
+    coco, page = CocoWriter(f"wish predict --method {method} {input}"), PredictReport(p.score)
+
+    def on_frame(ctx, rows, label_map):
+        if out_format == "coco":
+            hand_scores = {s: ctx.hand(s).score for s in ("left", "right") if ctx.hand(s) is not None}
+            coco.add(ctx.image_id, label_map, class_scores(hand_scores, {r["side"]: r for r in rows}))
+        if report:
+            page.add(ctx, rows, label_map)
+
     with atomic_dir(out) as tmp:
-        df = run_predict(inputs, method, models, p, tmp, p.score.overlays)
+        df = run_predict(inputs, method, models, p, tmp, p.score.overlays, out_format == "egohos", on_frame)
+        if out_format == "coco":
+            coco.write(tmp / "predictions.coco.json")
+        if report:
+            page.write(tmp / "report.html", method)
     n_img = df["image_id"].nunique()
     typer.echo(f"predict: {n_img} images, {int(df['hand_found'].sum())} hands, {int(df['holds'].sum())} held objects "
                f"-> {out}")
 
 
 def evaluate(
-    evalset: Path = typer.Option(..., "--evalset", help="eval-format dir (images/, labels/, manifest.csv, ...)"),
+    evalset: Optional[Path] = typer.Option(None, "--evalset", help="eval-format dir (images/, labels/, manifest.csv, ...)"),
+    visor: Optional[Path] = typer.Option(None, "--visor", help="VISOR annotation JSON(s), a dir or tar"),
+    images: Optional[Path] = typer.Option(None, "--images", help="with --visor: EPIC frames, <video>/frame_XXXXXXXXXX.jpg"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --visor: visor-frame-mapping.json"),
+    exhaustive_only: bool = typer.Option(False, "--exhaustive-only", help="with --visor: only exhaustive frames"),
     out: Optional[Path] = typer.Option(None, "--out", help="output dir (default ROOT/evaluate/<evalset name>)"),
     params: Path = ParamsOpt,
     root: Path = RootOpt,
     methods: Optional[str] = typer.Option(None, "--methods", help="comma-separated (default score.methods)"),
+    report: bool = typer.Option(True, "--report/--no-report", help="also write OUT/report.html"),
 ) -> None:
-    """Score the model and the baselines on an eval set: metrics.json, per_class.csv, labels/, overlays/."""
+    """Score the model and the baselines on an eval set: metrics.json, per_class.csv, labels/, overlays/, report.html."""
     from pipeline import predict as pp
     from pipeline.baselines import load_checkpoints
     from pipeline.evaluate import evaluate as run_evaluate
@@ -57,14 +81,40 @@ def evaluate(
     p = setup(params)
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else list(p.score.methods)
     check_methods(names)
-    out = out or root / "evaluate" / evalset.name
+    source = _eval_source(evalset, visor, images, mapping, exhaustive_only)
+    out = out or root / "evaluate" / (evalset or visor).name.split(".")[0]
     _check_out(out)
     models = pp.build_models(p, root)
     load_checkpoints(models, names)
     with atomic_dir(out) as tmp:
-        metrics = run_evaluate(evalset, names, models, p, tmp)
+        metrics = run_evaluate(source, names, models, p, tmp)
+        if report:
+            from pipeline.evaluate import dvc_metrics
+            from pipeline.report import write_eval_report
+
+            write_eval_report(tmp, source, dvc_metrics(metrics), p.score, tmp / "report.html")
     typer.echo(summary(metrics))
-    typer.echo(f"evaluate: metrics -> {out / 'metrics.json'}")
+    typer.echo(f"evaluate: metrics -> {out / 'metrics.json'}" + (f", report -> {out / 'report.html'}" if report else ""))
+
+
+def _eval_source(evalset: Path | None, visor: Path | None, images: Path | None, mapping: Path | None,
+                 exhaustive_only: bool):
+    """An eval-format dir, or VISOR annotations + EPIC frames opened as the same kind of source."""
+    from pipeline.data.evalset import load_evalset
+    from pipeline.errors import WishError
+
+    if (evalset is None) == (visor is None):
+        raise WishError(None, "give exactly one of --evalset DIR or --visor ANNOTATIONS.json --images DIR")
+    if evalset is not None:
+        return load_evalset(evalset)
+    if images is None:
+        raise WishError(visor, "--visor needs --images DIR (the EPIC frames the annotations refer to)")
+    from pipeline.data.visor import load_visor_evalset
+
+    source = load_visor_evalset(visor, images, mapping, exhaustive_only)
+    typer.echo(f"evaluate: {len(source.frames)} VISOR frames with images ({source.missing} without, "
+               f"{source.not_exhaustive} not exhaustive)")
+    return source
 
 
 def check_methods(names: list[str]) -> None:

@@ -1,8 +1,9 @@
 """Stage `score`: the trained model and every baseline on score.evalset, scored the same way.
 
 Writes ROOT/score/ (metrics.json with every number, predictions.parquet, labels/<method>/, overlays/,
-per_frame.csv) and the DVC files METRICS_DIR/score.json (flat "method.metric" keys, the stable subset chosen by
-pipeline.evaluate.dvc_metrics) and METRICS_DIR/per_class.csv (method, class, iou: for `dvc plots`).
+per_frame.csv, boundary/) and the DVC files METRICS_DIR/score.json (flat "method.metric" keys, the stable subset chosen by
+pipeline.evaluate.dvc_metrics), METRICS_DIR/per_class.csv (method, class, iou: for `dvc plots`) and
+METRICS_DIR/report.html (pipeline.report: every eval frame side by side, the table of score.json, pseudo-labels).
 """
 from __future__ import annotations
 
@@ -39,11 +40,24 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Optional[Pa
     load_checkpoints(models, methods)
     with atomic_dir(root / "score") as out:
         metrics = evaluate(p.score.evalset, methods, models, p, out)
-    write_json(dvc_metrics(metrics), metrics_dir / "score.json")
+    tracked = dvc_metrics(metrics)
+    write_json(tracked, metrics_dir / "score.json")
+    write_report(root, p, tracked, metrics_dir / "report.html")
     per_class = pd.read_csv(root / "score" / "per_class.csv")[["method", "class", "iou"]].dropna()  # undefined IoUs
     write_csv(per_class, metrics_dir / "per_class.csv")
     typer.echo(summary(metrics))
-    typer.echo(f"score: {metrics_dir / 'score.json'}, {metrics_dir / 'per_class.csv'}, {root / 'score'}/")
+    typer.echo(f"score: {metrics_dir / 'score.json'}, {metrics_dir / 'per_class.csv'}, {metrics_dir / 'report.html'}, "
+               f"{root / 'score'}/")
+
+
+def write_report(root: Path, p, tracked: dict, path: Path) -> None:
+    """The HTML report of ROOT/score with the numbers of score.json and the training pseudo-label sheet
+    (`wish report ROOT/score --metrics score.json --sheet` writes the same bytes)."""
+    from pipeline.data.evalset import load_evalset
+    from pipeline.report import write_eval_report
+    from pipeline.report_sheets import pseudolabel_sheet
+
+    write_eval_report(root / "score", load_evalset(p.score.evalset), tracked, p.score, path, pseudolabel_sheet(root, p.score))
 
 
 def default_metrics_dir(root: Path) -> Path:

@@ -90,3 +90,9 @@ def test_bad_inputs_raise_wish_error(tmp_path):
         list(iter_visor_frames(tmp_path / "missing.tar.xz"))
     with pytest.raises(WishError, match="no VISOR annotations"):
         load_visor_video(tmp_path, "P99_99")
+
+
+def test_overlapping_polygons_of_one_entity_are_unioned():
+    a = np.array([[0, 0], [1200, 0], [1200, 1080], [0, 1080]], np.float32)  # left 5/8 of the frame
+    b = np.array([[720, 0], [1920, 0], [1920, 1080], [720, 1080]], np.float32)  # right 5/8, overlapping
+    assert polygons_to_mask([a, b], 27, 48).all()  # even-odd filling would leave the overlap empty

@@ -76,9 +76,11 @@ def polygons_to_mask(polygons: list[np.ndarray], height: int, width: int,
 
     canvas = np.zeros((height, width), np.uint8)
     scale = np.array([width / src_size[0], height / src_size[1]], np.float64)
-    pts = [np.round(p.astype(np.float64) * scale).astype(np.int32) for p in polygons if len(p) >= 3]
-    if pts:
-        cv2.fillPoly(canvas, pts, 1)
+    # One fillPoly per polygon: given a list, OpenCV fills overlapping segments even-odd, which punched holes
+    # into VISOR objects drawn as overlapping parts (a mug lost half its pixels).
+    for p in polygons:
+        if len(p) >= 3:
+            cv2.fillPoly(canvas, [np.round(p.astype(np.float64) * scale).astype(np.int32)], 1)
     return canvas.astype(bool)
 
 
@@ -162,3 +164,133 @@ def epic_frame_number(mapping: dict[str, dict[str, str]], video_id: str, visor_n
     if not m:
         raise ValueError(f"unexpected EPIC frame name {epic_name!r}")
     return int(m.group(1))
+
+
+# ---------------------------------------------------------------------------------------------- eval source
+
+HAND_LABEL = {"left": 1, "right": 2}
+OBJECT_LABEL = {"left": 3, "right": 4}
+BOTH_LABEL = 5
+
+
+def visor_label_map(frame: VisorFrame, height: int, width: int) -> np.ndarray:
+    """EgoHOS label map of a VISOR frame, rasterised as the eval set's labels/ are: each hand's
+    `in_contact_object` drawn with 3 (left) / 4 (right), an object touched by both hands with 5, hands (1/2)
+    drawn over objects; every other entity is background."""
+    out = np.zeros((height, width), np.uint8)
+    touched: dict[str, list[str]] = {}
+    for hand in frame.hands:
+        obj = frame.contact_object(hand)
+        if obj is not None and not obj.side:  # a hand "touching" the other hand is not an object
+            touched.setdefault(obj.id, []).append(hand.side)
+    for obj_id, sides in touched.items():
+        label = BOTH_LABEL if len(set(sides)) == 2 else OBJECT_LABEL[sides[0]]
+        out[frame.entity(obj_id).mask(height, width)] = label
+    for hand in frame.hands:
+        out[hand.mask(height, width)] = HAND_LABEL[hand.side]
+    return out
+
+
+def is_exhaustive(frame: VisorFrame) -> bool:
+    """Every hand and every touched object of the frame is marked exhaustive ('y') by the annotators."""
+    ents = frame.hands + [o for o in (frame.contact_object(h) for h in frame.hands) if o is not None]
+    return all(e.exhaustive == "y" for e in ents)
+
+
+@dataclass(frozen=True)
+class VisorEvalFrame:
+    """One scorable VISOR frame; field names match pipeline.data.evalset.EvalFrame where they overlap."""
+    image_id: str
+    video_id: str
+    image_path: Path
+    label_path: Path  # the annotation file (named in errors about this frame)
+    frame: VisorFrame
+
+
+@dataclass
+class VisorEvalSet:
+    """VISOR annotations + EPIC frames, with the interface pipeline.evaluate.evaluate reads from an EvalSet.
+    Ground truth is rasterised at each image's own size, so 456x256 EPIC frames and 1920x1080 ones both work."""
+    root: Path
+    frames: list[VisorEvalFrame]
+    missing: int = 0  # annotated frames without an image under the images dir
+    not_exhaustive: int = 0  # frames left out by exhaustive_only
+    narrations: object = None
+
+    def __post_init__(self):
+        import pandas as pd
+
+        self.narrations = pd.DataFrame()  # VISOR has none: narration baselines are skipped
+
+    @property
+    def video_ids(self) -> set[str]:
+        return {f.video_id for f in self.frames}
+
+    def image(self, f: VisorEvalFrame) -> np.ndarray:
+        from pipeline.io import read_image
+
+        return read_image(f.image_path)
+
+    def labels(self, f: VisorEvalFrame) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(f.image_path) as im:  # header only: the size to rasterise at
+                width, height = im.size
+        except (OSError, UnidentifiedImageError) as e:
+            raise WishError(f.image_path, f"not a readable image: {e}") from e
+        return visor_label_map(f.frame, height, width)
+
+    def narrations_for(self, image_id: str):
+        return self.narrations
+
+
+def find_image(images: Path, frame: VisorFrame, mapping: dict[str, dict[str, str]] | None) -> Path | None:
+    """The frame's image under `images`, in VISOR's layout ([<participant>/]<video>/<visor name>) or EPIC's native one
+    (<video>/frame_N.jpg, <participant>/<video>/..., <participant>/rgb_frames/<video>/...). The EPIC number is
+    the mapped one when `mapping` (visor-frame-mapping.json) knows the frame (VISOR renumbers some videos),
+    else the number in the VISOR name."""
+    video, participant = frame.video_id, frame.video_id.split("_")[0]
+    epic_name = (mapping or {}).get(video, {}).get(frame.name)
+    if epic_name is None:
+        m = _EPIC_FRAME.search(frame.name)
+        epic_name = f"frame_{int(m.group(1)):010d}.jpg" if m else frame.name
+    epic_name = Path(epic_name).name
+    candidates = [images / video / frame.name, images / participant / video / frame.name, images / frame.name,
+                  images / video / Path(frame.name).with_suffix(".png")]
+    for sub in (images / video, images / participant / video, images / participant / "rgb_frames" / video):
+        candidates += [sub / epic_name, sub / Path(epic_name).with_suffix(".png")]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def load_visor_evalset(annotations: str | Path, images: str | Path, mapping: str | Path | None = None,
+                       exhaustive_only: bool = False) -> VisorEvalSet:
+    """Open a VISOR annotation JSON (or a directory / tar of them) with its frames under `images`.
+    Annotated frames without an image are counted (`missing`), not scored; none found is an error."""
+    images = Path(images)
+    if not images.is_dir():
+        raise WishError(images, "images directory not found")
+    maps = load_frame_mapping(mapping) if mapping else None
+    frames, missing, partial = [], 0, 0
+    for vf in _iter_annotation_source(Path(annotations)):
+        if exhaustive_only and not is_exhaustive(vf):
+            partial += 1
+            continue
+        path = find_image(images, vf, maps)
+        if path is None:
+            missing += 1
+            continue
+        frames.append(VisorEvalFrame(Path(vf.name).stem, vf.video_id, path, Path(annotations), vf))
+    if not frames:
+        raise WishError(images, f"no image found for any of the {missing} annotated frames of {annotations} "
+                                "(expected <video>/frame_XXXXXXXXXX.jpg or <video>/<VISOR name>)")
+    frames.sort(key=lambda f: f.image_id)
+    return VisorEvalSet(Path(annotations), frames, missing, partial)
+
+
+def _iter_annotation_source(path: Path) -> Iterator[VisorFrame]:
+    if path.is_file() and path.suffix == ".json":
+        return iter(parse_video(_load_json(path.read_bytes(), path), path))
+    if not path.exists():
+        raise WishError(path, "VISOR annotations not found")
+    return iter_visor_frames(path)
