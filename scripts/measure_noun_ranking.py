@@ -7,6 +7,7 @@ vocabularies: the eval set's own distinct noun keys, and the 305 EPIC-100 v2 nou
 (b) Stage 1: pooled region features and MiniLM texts mapped through trained adapters (--adapters).
 
     python scripts/measure_noun_ranking.py [--adapters artifacts/align/adapters.pt] [--out metrics/x.json]
+        [--regions crop|dense] [--dense-side 854]
 """
 from __future__ import annotations
 
@@ -89,11 +90,14 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--adapters", default=None, help="trained Stage 1 adapters (artifacts/align/adapters.pt)")
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
+    ap.add_argument("--regions", choices=["crop", "dense"], default=None, help="override embed.offline.regions")
+    ap.add_argument("--dense-side", type=int, default=None, help="override embed.offline.dense_side")
     args = ap.parse_args()
 
     from pipeline.embed.offline import build
 
     p = load_params(args.params) if Path(args.params).is_file() else Params()
+    p = with_region_mode(p, args.regions, args.dense_side)
     images, masks, _, nouns = object_crops(p.score.evalset)
     vocabs = vocabularies(nouns, p.nouns.noun_classes_csv)
     conse_offline = p.embed.offline.model_copy(update={"region_features": "conse"})
@@ -103,6 +107,13 @@ def main() -> None:
     results["stage1"] = stage1(args.adapters, p, images, masks, text, nouns, vocabs)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def with_region_mode(p: Params, regions: str | None, dense_side: int | None) -> Params:
+    """params with embed.offline.regions / dense_side overridden where given."""
+    update = {k: v for k, v in (("regions", regions), ("dense_side", dense_side)) if v is not None}
+    offline = p.embed.offline.model_copy(update=update)
+    return p.model_copy(update={"embed": p.embed.model_copy(update={"offline": offline})})
 
 
 def stage1(adapters: str | None, p, images, masks, text, nouns, vocabs) -> dict | str:

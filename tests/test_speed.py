@@ -31,3 +31,82 @@ def test_frames_nouns_and_inspect_never_import_torch(tmp_path, write_params):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "TORCH_LOADED False" in done.stdout
+
+
+# --- embed: ONNX Runtime, smaller crops, dense mask pooling ----------------------------------------------
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from pipeline.embed import offline as off  # noqa: E402
+from pipeline.embed.dense import dense_pool, frame_array, pooling_weights  # noqa: E402
+from pipeline.embed.runtime import OrtRuntime, TorchRuntime  # noqa: E402
+from pipeline.params import Params  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def runtimes():
+    model = off.load_effnet(torch.device("cpu"))
+    digest = off.file_digest(str(off.effnet_weights_path()))
+    return model, TorchRuntime(model, torch.device("cpu")), OrtRuntime(model, digest, 1)
+
+
+def test_onnxruntime_agrees_with_torch_on_crops_and_feature_maps(runtimes):
+    _, tr, ort = runtimes
+    rng = np.random.default_rng(0)
+    crops = rng.normal(size=(3, 3, 96, 96)).astype(np.float32)  # not the export's 160 px: any size works
+    for a, b in zip(tr.pooled_logits(crops), ort.pooled_logits(crops)):
+        assert np.abs(a - b).max() < 1e-3 * max(1.0, np.abs(a).max())
+    image = rng.normal(size=(1, 3, 200, 330)).astype(np.float32)
+    fa, fb = tr.feature_map(image), ort.feature_map(image)
+    assert fa.shape == fb.shape == (1, 1280, 7, 11)
+    assert np.abs(fa - fb).max() < 1e-3 * max(1.0, np.abs(fa).max())
+
+
+def test_pooling_weights_spread_each_mask_over_the_cells_it_covers():
+    m = np.zeros((64, 96), bool)
+    m[:32, :32] = True  # exactly cell (0, 0) of a 2x3 grid of 32 px cells
+    half = np.zeros((64, 96), bool)
+    half[:, 48:] = True  # half of column 1, all of column 2
+    w = pooling_weights([m, half, np.zeros((64, 96), bool)], (2, 3))
+    np.testing.assert_allclose(w[0], [1, 0, 0, 0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(w[1], np.array([0, 0.5, 1, 0, 0.5, 1]) / 3, atol=1e-6)
+    np.testing.assert_allclose(w[2], np.full(6, 1 / 6), atol=1e-6)  # empty mask: the whole frame
+    np.testing.assert_allclose(w.sum(1), 1, atol=1e-6)
+
+
+def test_dense_whole_frame_mask_is_the_networks_global_pool(runtimes):
+    import skimage.data
+
+    model, tr, _ = runtimes
+    coffee = skimage.data.coffee()
+    weight = model.classifier.weight.detach().numpy(), model.classifier.bias.detach().numpy()
+    pooled, logits = dense_pool(tr, weight, coffee, [np.ones(coffee.shape[:2], bool)], 400)
+    ref_pooled, ref_logits = tr.pooled_logits(frame_array(coffee, 400))
+    np.testing.assert_allclose(pooled, ref_pooled, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-3, atol=1e-3)
+    names = off.imagenet_class_names()
+    assert "espresso" in {names[i] for i in np.argsort(-logits[0])[:5]}
+
+
+def test_small_regions_get_smaller_crops_in_multiples_of_32():
+    assert off.crop_size(40, 160, 64) == 64
+    assert off.crop_size(70, 160, 64) == 96
+    assert off.crop_size(300, 160, 64) == 160
+    assert off.crop_size(40, 160, 160) == 160  # min_size = size: the old behaviour
+    image = np.zeros((200, 300, 3), np.uint8)
+    mask = np.zeros((200, 300), bool)
+    mask[50:90, 50:90] = True  # 40 px box, 48 px window with context 0.1
+    assert off.masked_crop(image, mask, 0.1, "grey", 160, 64).shape == (64, 64, 3)
+    assert off.masked_crop(image, mask, 0.1, "grey", 160).shape == (160, 160, 3)
+
+
+def test_cache_keys_name_the_runtime_and_region_mode():
+    p = Params().embed.offline
+    ids = set()
+    for update in ({"runtime": "torch"}, {"runtime": "onnxruntime"}, {"runtime": "onnxruntime", "regions": "dense"},
+                   {"runtime": "onnxruntime", "min_crop_size": 96}):
+        enc = off.EffnetRegionEncoder(p.model_copy(update=update), 8, torch.device("cpu"))
+        ids.add(enc.weights_id)
+    assert len(ids) == 4
