@@ -118,7 +118,7 @@ def bench_embed(p: Params, frames: pd.DataFrame, root: Path, variants: list[str]
         q = with_embed(p, **EMBED_VARIANTS[name]).embed
         enc = EffnetRegionEncoder(q.offline, q.batch_size, _device(p))
         _encoder_bound(enc, name, frames, root)
-        cache, s = timed(embed_regions, enc, frames, masks, root / "frames", None, {})
+        (cache, _), s = timed(embed_regions, enc, frames, masks, root / "frames", None, {})
         record("embed", name, len(cache.keys), "region", s)
         feats[name] = np.asarray(cache.features, np.float32)
     return feats
@@ -134,7 +134,7 @@ def _encoder_bound(enc, name: str, frames: pd.DataFrame, root: Path) -> None:
         _, s = timed(lambda: [enc.net.feature_map(image) for _ in range(len(frames))])
         record("embed", f"bound: feature map only [{name}]", len(frames), "frame", s, name)
         return
-    batch = np.random.default_rng(0).normal(size=(enc.batch_size, 3, 160, 160)).astype(np.float32)
+    batch = np.random.default_rng(0).integers(0, 256, size=(enc.batch_size, 160, 160, 3), dtype=np.uint8)
     enc.net.pooled_logits(batch)
     _, s = timed(lambda: [enc.net.pooled_logits(batch) for _ in range(3)])
     record("embed", f"bound: 160px crops only [{name}]", 3 * len(batch), "crop", s, name)
@@ -186,12 +186,32 @@ def bench_responsibility(p: Params, frames: pd.DataFrame, root: Path, presets: l
     pairs = [(d[int(r.clip_index)], nb) for source, d in decoded.items()
              for r in frames[frames["source"] == source].itertuples() if int(r.clip_index) in d
              for nb in neighbours_of(d, int(r.clip_index), offsets).values()]
+    scores = {}
     for preset in presets:
         _, s = timed(lambda: [flow(a, b, rp.flow, preset) for a, b in pairs])
         record("responsibility", f"bound: DIS {preset} flow only", len(frames), "frame", s)
         q = rp.model_copy(update={"flow_preset": preset, "overlays": 0})
-        _, s = timed(_compute, frames, hands, masks, q)
+        (_, _, rows), s = timed(_compute, frames, hands, masks, q)
         record("responsibility", f"stage core, DIS {preset}", len(frames), "frame", s)
+        scores[preset] = pd.DataFrame(rows)
+    for preset in presets[1:]:
+        motion_agreement(scores[presets[0]], scores[preset], presets[0], preset)
+
+
+def motion_agreement(ref: pd.DataFrame, new: pd.DataFrame, ref_name: str, name: str) -> None:
+    """Same status per (frame, side)? Same best-scoring region? Rank correlation of the per-region scores?"""
+    key = ["frame_id", "side"]
+    st = ref.drop_duplicates(key).merge(new.drop_duplicates(key), on=key, suffixes=("_r", "_n"))
+    same_status = float((st["status_r"] == st["status_n"]).mean())
+    ok = ref[(ref["mask_id"] >= 0)].merge(new[new["mask_id"] >= 0], on=[*key, "mask_id"], suffixes=("_r", "_n"))
+    best = ok.groupby(key).apply(lambda g: g["mask_id"].iloc[g["motion_score_r"].argmax()] ==
+                                 g["mask_id"].iloc[g["motion_score_n"].argmax()], include_groups=False)
+    rho = ok.groupby(key).apply(lambda g: g["motion_score_r"].corr(g["motion_score_n"], method="spearman"),
+                                include_groups=False)
+    print(f"responsibility [{name}] vs [{ref_name}]: same status {same_status:.3f} of {len(st)} (frame, side); "
+          f"same best region {float(best.mean()):.3f} of {len(best)}; median Spearman {float(rho.median()):.3f}")
+    ROWS.append(dict(stage="responsibility", variant=name, agreement_with=ref_name, same_status=same_status,
+                     same_best_region=float(best.mean()), n_usable=len(best), median_spearman=float(rho.median())))
 
 
 def bench_training(params_path: Path, root: Path) -> None:

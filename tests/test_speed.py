@@ -55,10 +55,10 @@ def runtimes():
 def test_onnxruntime_agrees_with_torch_on_crops_and_feature_maps(runtimes):
     _, tr, ort = runtimes
     rng = np.random.default_rng(0)
-    crops = rng.normal(size=(3, 3, 96, 96)).astype(np.float32)  # not the export's 160 px: any size works
+    crops = rng.integers(0, 256, size=(3, 96, 96, 3), dtype=np.uint8)  # not the export's 160 px: any size works
     for a, b in zip(tr.pooled_logits(crops), ort.pooled_logits(crops)):
         assert np.abs(a - b).max() < 1e-3 * max(1.0, np.abs(a).max())
-    image = rng.normal(size=(1, 3, 200, 330)).astype(np.float32)
+    image = rng.integers(0, 256, size=(1, 200, 330, 3), dtype=np.uint8)
     fa, fb = tr.feature_map(image), ort.feature_map(image)
     assert fa.shape == fb.shape == (1, 1280, 7, 11)
     assert np.abs(fa - fb).max() < 1e-3 * max(1.0, np.abs(fa).max())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from pipeline.embed.offline import MEAN, STD
 
 
 def dense_size(h: int, w: int, side: int) -> tuple[int, int]:
@@ -25,12 +24,11 @@ def dense_size(h: int, w: int, side: int) -> tuple[int, int]:
 
 
 def frame_array(image: np.ndarray, side: int) -> np.ndarray:
-    """(1, 3, h, w) float32, ImageNet-normalised, the longer side resized to `side`."""
+    """(1, h, w, 3) uint8, the longer side resized to `side` (the runtimes normalise)."""
     h, w = dense_size(*image.shape[:2], side)
     if (h, w) != image.shape[:2]:
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    arr = (image.astype(np.float32) / 255.0 - MEAN) / STD
-    return arr.transpose(2, 0, 1)[None]
+    return np.ascontiguousarray(image)[None]
 
 
 def pooling_weights(masks: list[np.ndarray], grid: tuple[int, int]) -> np.ndarray:

