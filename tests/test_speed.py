@@ -110,3 +110,46 @@ def test_cache_keys_name_the_runtime_and_region_mode():
         enc = off.EffnetRegionEncoder(p.model_copy(update=update), 8, torch.device("cpu"))
         ids.add(enc.weights_id)
     assert len(ids) == 4
+
+
+# --- responsibility: region scores from RLE runs ----------------------------------------------------------
+
+def _eval_masks():
+    from pipeline.data.evalset import load_evalset
+
+    es = load_evalset(DATA / "evalset")
+    frame = es.frames[0]
+    return [m for label in sorted(frame.mask_paths) for m in es.masks(frame, label)]
+
+
+@pytest.mark.parametrize("work", [(240, 427), (200, 300), None])
+def test_region_scores_from_rle_runs_equal_the_resampling_reference(work):
+    import cv2
+
+    from pipeline import rle
+    from pipeline.motion import _coverage, region_motion_scores
+    from pipeline.motion_pool import area_matrix, pooled_scores, rle_runs
+
+    masks = _eval_masks()
+    full = masks[0].shape
+    work = work or full
+    rng = np.random.default_rng(1)
+    x = rng.random(full).astype(np.float32)
+    ref = cv2.resize(x, (work[1], work[0]), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(area_matrix(full[0], work[0]) @ x @ area_matrix(full[1], work[1]).T, ref, atol=1e-5)
+    rles = [rle.encode(m) for m in masks] + [rle.encode(np.zeros(full, bool))]
+    for counts, m in zip(rles, masks):
+        ends = np.cumsum(rle_runs(counts))
+        assert ends[-1] == m.size
+        flat = np.zeros(m.size, bool)
+        for a, b in zip(ends[0::2], ends[1::2]):
+            flat[a:b] = True
+        assert np.array_equal(flat, m.T.ravel())  # column-major, as COCO stores it
+    maps = rng.random((2, *work)).astype(np.float32)
+    decoded = [*masks, np.zeros(full, bool)]
+    exclude = masks[0]
+    expected = region_motion_scores(maps, decoded, exclude)
+    got = pooled_scores(maps, rles, full, 1.0 - _coverage(exclude, work))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.allclose(got[:, -1], 0)  # an empty mask scores 0, as in the reference
+    np.testing.assert_allclose(pooled_scores(maps, rles, full, None), region_motion_scores(maps, decoded), atol=1e-5)
