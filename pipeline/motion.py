@@ -9,6 +9,8 @@ Everything here is a pure function on arrays in work-resolution pixels; I/O live
 """
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -30,6 +32,7 @@ class MotionConfig:
     static_motion: float = 0.5  # px per clip frame at work resolution
     camera_compensation: bool = True
     hand_samples: int = 64
+    flow_preset: str = "medium"  # DIS preset (DIS_PRESETS)
 
 
 @dataclass
@@ -55,12 +58,23 @@ def to_gray(img: np.ndarray) -> np.ndarray:
     return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
-def flow(a: np.ndarray, b: np.ndarray, method: str = "dis") -> np.ndarray:
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+_local = threading.local()  # one DIS object per thread and preset: creating one costs as much as a small flow
+
+
+def _dis(preset: str):
+    cache = _local.__dict__.setdefault("dis", {})
+    if preset not in cache:
+        cache[preset] = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+    return cache[preset]
+
+
+def flow(a: np.ndarray, b: np.ndarray, method: str = "dis", preset: str = "medium") -> np.ndarray:
     """Dense flow (H, W, 2) float32 such that pixel p of `a` is seen at p + flow[p] in `b`."""
     ga, gb = to_gray(a), to_gray(b)
     if method == "dis":
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        return dis.calc(ga, gb, None)
+        return _dis(preset).calc(ga, gb, None)
     if method == "farneback":
         return cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 4, 21, 3, 5, 1.1, 0)
     raise ValueError(f"unknown flow method {method!r} (dis | farneback)")
@@ -139,10 +153,18 @@ def predicted_flow(H: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     h, w = shape
     if H is None:
         return np.zeros((h, w, 2), np.float32)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    grid = np.stack([xs, ys], -1).reshape(-1, 1, 2)
+    grid = _pixel_grid(h, w)
     warped = cv2.perspectiveTransform(grid, H.astype(np.float64)).reshape(h, w, 2)
     return (warped - grid.reshape(h, w, 2)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(h: int, w: int) -> np.ndarray:
+    """(h*w, 1, 2) float32 pixel coordinates x, y (read-only: shared between calls)."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    grid = np.stack([xs, ys], -1).reshape(-1, 1, 2)
+    grid.setflags(write=False)
+    return grid
 
 
 def responsibility(fl: np.ndarray, models: list[np.ndarray], t: float = 2.0,
@@ -152,11 +174,16 @@ def responsibility(fl: np.ndarray, models: list[np.ndarray], t: float = 2.0,
     The background predicts zero flow (COHESIV) unless given (camera compensation: the camera's flow).
     """
     bg = np.zeros_like(fl) if background is None else background
-    d = np.stack([np.linalg.norm(fl - m, axis=-1) for m in [*models, bg]])
+    d = np.stack([_distance(fl, m) for m in [*models, bg]])
     logits = -d / t
     logits -= logits.max(axis=0, keepdims=True)  # numerically safe softmax
     e = np.exp(logits)
     return (e / e.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| over the last axis (2 components), float32; hypot avoids linalg.norm's temporaries."""
+    return np.hypot(a[..., 0] - b[..., 0], a[..., 1] - b[..., 1]).astype(np.float32, copy=False)
 
 
 def point_motion(H: np.ndarray, H_bg: np.ndarray | None, points: np.ndarray) -> float:
@@ -190,7 +217,7 @@ def frame_motion(frame: np.ndarray, neighbours: dict[int, np.ndarray], hands: di
 
 def _one_offset(frame: np.ndarray, nb: np.ndarray, k: int, pts: dict[str, np.ndarray], bg_pts: np.ndarray | None,
                 cfg: MotionConfig, acc: "_Accumulator") -> None:
-    fl = flow(frame, nb, cfg.flow)
+    fl = flow(frame, nb, cfg.flow, cfg.flow_preset)
     H_bg = None if bg_pts is None else fit_hand_homography(bg_pts, fl, cfg.ransac_reproj_threshold, cfg.min_hand_points)
     moving: dict[str, np.ndarray] = {}
     for side, p in pts.items():

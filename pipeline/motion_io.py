@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.data.epic import EPIC_FRAME
 from pipeline.errors import WishError
-from pipeline.motion import OK, FrameMotion, dequantise, quantise, region_motion_scores
+from pipeline.motion import OK, FrameMotion, dequantise, quantise
 from pipeline.schemas import RESPONSIBILITY_MAPS
 from pipeline.types import SIDES, Hand
 
@@ -103,19 +103,29 @@ def score_rows(frame_id: str, fm: FrameMotion, masks: pd.DataFrame | None) -> li
 
 
 def mask_scores(fm: FrameMotion, masks: pd.DataFrame | None) -> tuple[list[int], np.ndarray]:
-    """(mask ids, (2, M) scores): object masks ignore hand-mask pixels, hand masks are scored whole."""
+    """(mask ids, (2, M) scores): object masks ignore hand-mask pixels, hand masks are scored whole.
+
+    Same numbers as region_motion_scores on the decoded masks, computed from the RLEs (pipeline.motion_pool)."""
     from pipeline import rle
+    from pipeline.motion import _coverage
+    from pipeline.motion_pool import pooled_scores
 
     if masks is None or masks.empty:
         return [], np.zeros((2, 0), np.float32)
-    decoded = [rle.decode(r.rle, r.height, r.width) for r in masks.itertuples()]
+    full = (int(masks["height"].iloc[0]), int(masks["width"].iloc[0]))
+    if not ((masks["height"] == full[0]) & (masks["width"] == full[1])).all():
+        raise WishError(None, f"masks of frame {masks['frame_id'].iloc[0]} disagree in size")
     is_hand = (masks["kind"] == "hand").to_numpy()
-    hand_px = [m for m, h in zip(decoded, is_hand) if h]
-    exclude = np.logical_or.reduce(hand_px) if hand_px else None
+    rles = [str(r) for r in masks["rle"]]
+    hand_rles = [r for r, h in zip(rles, is_hand) if h]
     maps = fm.maps()
-    scores = region_motion_scores(maps, decoded, exclude)
-    if is_hand.any():
-        scores[:, is_hand] = region_motion_scores(maps, hand_px)
+    keep = None
+    if hand_rles:
+        exclude = np.logical_or.reduce([rle.decode(r, *full) for r in hand_rles])
+        keep = 1.0 - _coverage(exclude, maps.shape[1:])
+    scores = pooled_scores(maps, rles, full, keep)
+    if hand_rles:
+        scores[:, is_hand] = pooled_scores(maps, hand_rles, full, None)
     return [int(m) for m in masks["mask_id"]], scores
 
 

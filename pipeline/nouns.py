@@ -232,10 +232,13 @@ class PhraseExtractor:
 
 
 def load_spacy(name: str):
-    import spacy
+    from pipeline.device import torch_refused
 
     try:
-        return spacy.load(name, exclude=["ner"])
+        with torch_refused():  # thinc probes for torch (seconds to import); these CNN pipelines never use it
+            import spacy
+
+            return spacy.load(name, exclude=["ner"])
     except OSError as e:
         raise WishError(None, f"nouns.spacy_model: spaCy model {name!r} is not installed ({e})") from e
 

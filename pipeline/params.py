@@ -247,6 +247,15 @@ class OfflineEmbedParams(Section):
     # probabilities mixed over MiniLM embeddings of the class names (lands directly in the text space).
     region_features: Literal["pooled", "conse"] = "pooled"
     conse_top_k: int = Field(10, ge=1, le=1000)
+    # "crop": one masked image_size crop per region; "dense": one feature map per frame (longer side
+    # dense_side, 0 = stored size), mask-pooled per region (pipeline/embed/dense.py).
+    regions: Literal["crop", "dense"] = "crop"
+    dense_side: int = Field(854, ge=0)
+    # Crop regions whose window is smaller than image_size at the smallest multiple of 32 holding it, down to
+    # this size (= image_size: every crop at image_size).
+    min_crop_size: int = Field(160, ge=32)
+    # Where EfficientNet runs: "auto" = ONNX Runtime on the CPU (faster there), torch on an accelerator.
+    runtime: Literal["auto", "torch", "onnxruntime"] = "auto"
 
 
 class ClipParams(Section):
@@ -390,6 +399,8 @@ class ResponsibilityParams(Section):
     # Softmax temperature over flow distances, in work-resolution pixels (COHESIV: 2).
     temperature: float = Field(2.0, gt=0)
     flow: Literal["dis", "farneback"] = "dis"
+    # OpenCV DIS preset: "medium" (the reference), "fast" (~4x faster flow; agreement in notes/measurements.md).
+    flow_preset: Literal["ultrafast", "fast", "medium"] = "medium"
     ransac_reproj_threshold: float = Field(3.0, gt=0)
     min_hand_points: int = Field(8, ge=4)
     # Flow and maps are computed with the longer side at most this (0: stored size).

@@ -7,6 +7,7 @@ vocabularies: the eval set's own distinct noun keys, and the 305 EPIC-100 v2 nou
 (b) Stage 1: pooled region features and MiniLM texts mapped through trained adapters (--adapters).
 
     python scripts/measure_noun_ranking.py [--adapters artifacts/align/adapters.pt] [--out metrics/x.json]
+        [--regions crop|dense] [--dense-side 854] [--min-crop-size 96]
 """
 from __future__ import annotations
 
@@ -89,11 +90,15 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--adapters", default=None, help="trained Stage 1 adapters (artifacts/align/adapters.pt)")
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
+    ap.add_argument("--regions", choices=["crop", "dense"], default=None, help="override embed.offline.regions")
+    ap.add_argument("--dense-side", type=int, default=None, help="override embed.offline.dense_side")
+    ap.add_argument("--min-crop-size", type=int, default=None, help="override embed.offline.min_crop_size")
     args = ap.parse_args()
 
     from pipeline.embed.offline import build
 
     p = load_params(args.params) if Path(args.params).is_file() else Params()
+    p = with_region_mode(p, regions=args.regions, dense_side=args.dense_side, min_crop_size=args.min_crop_size)
     images, masks, _, nouns = object_crops(p.score.evalset)
     vocabs = vocabularies(nouns, p.nouns.noun_classes_csv)
     conse_offline = p.embed.offline.model_copy(update={"region_features": "conse"})
@@ -103,6 +108,13 @@ def main() -> None:
     results["stage1"] = stage1(args.adapters, p, images, masks, text, nouns, vocabs)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def with_region_mode(p: Params, **overrides) -> Params:
+    """params with embed.offline fields (regions, dense_side, min_crop_size) overridden where not None."""
+    update = {k: v for k, v in overrides.items() if v is not None}
+    offline = p.embed.offline.model_copy(update=update)
+    return p.model_copy(update={"embed": p.embed.model_copy(update={"offline": offline})})
 
 
 def stage1(adapters: str | None, p, images, masks, text, nouns, vocabs) -> dict | str:

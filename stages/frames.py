@@ -16,7 +16,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     from pipeline.io import atomic_dir, write_table
     from pipeline.schemas import FRAMES
 
-    p = setup(params)
+    p = setup(params, torch=False)
     fp = p.frames
     narrations = epic.load_narrations(fp.narrations_csv)
     fps = epic.load_video_info(fp.video_info_csv)

@@ -17,7 +17,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     from pipeline.nouns import PhraseExtractor, build_phrases, load_noun_taxonomy, load_spacy, load_verb_lexicon
     from pipeline.schemas import FRAMES, PHRASES
 
-    p = setup(params)
+    p = setup(params, torch=False)
     np_ = p.nouns
     frames = read_table(root / "frames" / "frames.parquet", FRAMES)
     narrations = epic.load_narrations(p.frames.narrations_csv)

@@ -29,6 +29,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     df = pd.DataFrame(rows)
     counts = status_counts(df)
     attrs = dict(temperature=rp.temperature, offsets=list(_offsets(rp.offsets)), flow=rp.flow,
+                 flow_preset=rp.flow_preset,
                  camera_compensation=rp.camera_compensation, work_side=rp.work_side)
     with atomic_dir(root / "responsibility") as out:
         with atomic_path(out / "responsibility.h5", ".h5") as tmp:
@@ -59,7 +60,7 @@ def _compute(frames, hands: dict, masks: dict, rp) -> tuple[list[str], list, lis
     from pipeline.motion import MotionConfig
 
     cfg = MotionConfig(rp.temperature, rp.flow, rp.ransac_reproj_threshold, rp.min_hand_points, rp.static_motion,
-                       rp.camera_compensation, rp.hand_samples)
+                       rp.camera_compensation, rp.hand_samples, rp.flow_preset)
     ids, maps, rows = [], [], []
     with tqdm(total=len(frames), desc="responsibility", unit="frame") as bar:
         for source, group in frames.groupby("source", sort=True):

