@@ -20,6 +20,20 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RayParams(Section):
+    # Cluster to join ("auto", "ray://host:10001", "host:6379"); None starts a local cluster in this process.
+    address: str | None = None
+    # Actors per stage (each loads the stage's models once); a local cluster gets workers * cpus_per_worker CPUs.
+    workers: int = Field(2, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    # GPUs per actor for the model stages (masks, embed) when CUDA is present; "auto": 1 when it is, else 0.
+    gpus_per_worker: float | Literal["auto"] = "auto"
+    # A shard is at most this many frames of one video (long videos are split in frame ranges).
+    shard_frames: int = Field(16, ge=1)
+    # Finished shards are kept here (keyed by stage, params and inputs) so a killed driver resumes from them.
+    shard_dir: str = "artifacts/.shards"
+
+
 class CommonParams(Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -29,6 +43,10 @@ class CommonParams(Section):
     # Eval-format directories whose videos must never be trained on.
     eval_dirs: list[str] = [f"{DATA}/evalset"]
     num_threads: int = 2
+    # Where the per-frame stages (hands, masks, embed, responsibility) run: in this process ("local") or as
+    # Ray actors over shards of frames ("ray"; pipeline/executor.py). Artifacts are identical either way.
+    executor: Literal["local", "ray"] = "local"
+    ray: RayParams = RayParams()
 
 
 class FramesParams(Section):
