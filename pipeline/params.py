@@ -53,7 +53,8 @@ class FramesParams(Section):
     # Folders of videos (*.mp4, ...) and/or of EPIC-style frame_XXXXXXXXXX.jpg folders.
     sources: list[str] = [f"{DATA}/epic/clips"]
     clips_csv: str | None = f"{DATA}/epic/clips.csv"
-    narrations_csv: str = f"{DATA}/epic/annotations/EPIC_100_narrations_union_partial.csv"
+    # One CSV, a list of them (EPIC_100_train.csv + EPIC_100_validation.csv), or Ego4D's narration.json.
+    narrations_csv: str | list[str] = f"{DATA}/epic/annotations/EPIC_100_narrations_union_partial.csv"
     video_info_csv: str = f"{DATA}/epic/annotations/EPIC_100_video_info.csv"
     stride: int = Field(6, ge=1)
     # Frames are stored downscaled so that the longer side is at most this (0 keeps native size).
