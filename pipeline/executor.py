@@ -19,6 +19,7 @@ import json
 import os
 import pickle
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -57,6 +58,11 @@ class RunInfo:
     computed: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     workers: int = 0
+    started: float = 0.0  # perf_counter at the start, and (perf_counter, frames) as each computed shard lands:
+    finished: list[tuple[float, int]] = field(default_factory=list)  # separates worker start-up from throughput
+
+
+LAST_RUN = RunInfo()  # the latest run_shards' info, for benchmarks (scripts/bench_scale.py)
 
 
 def frame_ranges(video_ids: Iterable[str], size: int) -> list[tuple[str, int, int]]:
@@ -90,8 +96,9 @@ def run_key(stage: str, params: Any, inputs: Iterable[str | Path], extra: Any = 
 
 def run_shards(task: Task, shards: list[Shard], common, key: str) -> tuple[list[Any], RunInfo]:
     """Results of `task` on every shard, in shard order; finished shards of an interrupted run are reused."""
+    global LAST_RUN
     folder = Path(common.ray.shard_dir) / task.name / key
-    info = RunInfo()
+    info = LAST_RUN = RunInfo(started=time.perf_counter())
     results: dict[str, Any] = {}
     for s in shards:
         done = _load(folder / f"{s.id}.pkl", key)
@@ -115,6 +122,7 @@ def _finish(folder: Path, key: str, shard: Shard, result: Any, results: dict, in
                         protocol=pickle.HIGHEST_PROTOCOL)
     results[shard.id] = result
     info.computed.append(shard.id)
+    info.finished.append((time.perf_counter(), shard.frames))
 
 
 def _load(path: Path, key: str) -> tuple[Any] | None:

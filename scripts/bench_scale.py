@@ -86,6 +86,19 @@ def _stage_fns(root: Path, p):
     }
 
 
+def _steady(workers: int) -> tuple[float, float]:
+    """(frames/s after every worker's first shard, seconds until then): throughput without actor start-up."""
+    from pipeline import executor
+
+    info = executor.LAST_RUN
+    done = sorted(info.finished)
+    if len(done) <= workers:
+        return float("nan"), float("nan")
+    t0 = done[workers - 1][0]
+    frames = sum(f for _, f in done[workers:])
+    return round(frames / (done[-1][0] - t0), 3), round(t0 - info.started, 2)
+
+
 def _same(a, b) -> bool:
     import numpy as np
     import pandas as pd
@@ -100,7 +113,7 @@ def _same(a, b) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stride", type=int, default=50, help="every stride-th frame of each shared EPIC clip")
-    ap.add_argument("--stages", default="hands,masks,embed,responsibility")
+    ap.add_argument("--stages", default="masks,embed,responsibility,hands")
     ap.add_argument("--threads", type=int, default=1, help="common.num_threads (torch/OpenCV threads per worker)")
     ap.add_argument("--out", type=Path, default=None, help="JSON file for the numbers")
     args = ap.parse_args()
@@ -133,8 +146,10 @@ def main() -> None:
                     reference = out
                 else:
                     row[f"{name}_identical"] = _same(reference, out)
-            row["x2_over_x1"] = round(row["ray_x2"] / row["ray_x1"], 3)
-            row["x1_over_local"] = round(row["ray_x1"] / row["local"], 3)
+                    row[f"{name}_steady"], row[f"{name}_startup_s"] = _steady(int(name[-1]))
+            for kind in ("", "_steady"):
+                row[f"x2_over_x1{kind}"] = round(row[f"ray_x2{kind}"] / row[f"ray_x1{kind}"], 3)
+                row[f"x1{kind}_over_local"] = round(row[f"ray_x1{kind}"] / row["local"], 3)
             results["stages"][stage] = row
             print(stage, row, flush=True)
         results["load_after"] = os.getloadavg()[0]
