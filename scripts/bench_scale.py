@@ -124,6 +124,11 @@ def main() -> None:
     from pipeline.executor import connect
 
     seed_everything(0, args.threads)
+    import cv2
+
+    # one OpenCV thread in this process too, as in the masks workers and actors: the local reference is then one
+    # thread like each worker, and proposal scores (which move in the last bits with the thread count) match
+    cv2.setNumThreads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         root = Path(tmp) / "artifacts"
         _prepare(root, args.stride, args.threads)
