@@ -241,7 +241,14 @@ def connect(common) -> bool:
         ray.init(address=rp.address, runtime_env=env, log_to_driver=False)
     else:
         cpus = max(1, int(-(-rp.workers * rp.cpus_per_worker // 1)))
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, runtime_env=env)
+        for attempt in range(3):
+            try:
+                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, runtime_env=env)
+                break
+            except Exception as e:  # Ray waits a fixed 30 s for its raylet: an overloaded machine can miss that
+                ray.shutdown()
+                if attempt == 2 or "timed out during startup" not in str(e):
+                    raise
     return True
 
 
