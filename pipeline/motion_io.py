@@ -33,6 +33,12 @@ def wanted_indices(clip_indices: list[int], offsets: list[int]) -> set[int]:
 def read_source_frames(source: Path, indices: set[int], shape: tuple[int, int]) -> dict[int, np.ndarray]:
     """Grey frames of a video file or EPIC frame folder at `indices`, resized to `shape`; indices past the
     clip's end are simply absent (their offsets drop out)."""
+    if source.suffix.lower() == ".tar":  # EPIC's per-video frame tar, indexed like its folder
+        from pipeline.frames import frame_files, read_frame_files
+
+        names = [n for _, n in frame_files(source)]
+        wanted = [i for i in sorted(indices) if i < len(names)]
+        return {i: _grey(b, shape) for i, b in zip(wanted, read_frame_files(source, [names[i] for i in wanted]))}
     if source.is_dir():
         files = sorted(c for c in source.iterdir() if EPIC_FRAME.match(c.name))
         return {i: _grey(cv2.imread(str(files[i]), cv2.IMREAD_COLOR), shape) for i in sorted(indices) if i < len(files)}

@@ -20,6 +20,20 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RayParams(Section):
+    # Cluster to join ("auto", "ray://host:10001", "host:6379"); None starts a local cluster in this process.
+    address: str | None = None
+    # Actors per stage (each loads the stage's models once); a local cluster gets workers * cpus_per_worker CPUs.
+    workers: int = Field(2, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    # GPUs per actor for the model stages (masks, embed) when CUDA is present; "auto": 1 when it is, else 0.
+    gpus_per_worker: float | Literal["auto"] = "auto"
+    # A shard is at most this many frames of one video (long videos are split in frame ranges).
+    shard_frames: int = Field(16, ge=1)
+    # Finished shards are kept here (keyed by stage, params and inputs) so a killed driver resumes from them.
+    shard_dir: str = "artifacts/.shards"
+
+
 class CommonParams(Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -29,6 +43,10 @@ class CommonParams(Section):
     # Eval-format directories whose videos must never be trained on.
     eval_dirs: list[str] = [f"{DATA}/evalset"]
     num_threads: int = 2
+    # Where the per-frame stages (hands, masks, embed, responsibility) run: in this process ("local") or as
+    # Ray actors over shards of frames ("ray"; pipeline/executor.py). Artifacts are identical either way.
+    executor: Literal["local", "ray"] = "local"
+    ray: RayParams = RayParams()
 
 
 class FramesParams(Section):
@@ -36,7 +54,8 @@ class FramesParams(Section):
     # add kitchens, people and narrations the clips lack (15 of contact_frames' 23 videos are not among the clips).
     sources: list[str] = [f"{DATA}/epic/clips", f"{DATA}/epic/contact_frames", f"{DATA}/epic/rgb_frames"]
     clips_csv: str | None = f"{DATA}/epic/clips.csv"
-    narrations_csv: str = f"{DATA}/epic/annotations/EPIC_100_narrations_union_partial.csv"
+    # One CSV, a list of them (EPIC_100_train.csv + EPIC_100_validation.csv), or Ego4D's narration.json.
+    narrations_csv: str | list[str] = f"{DATA}/epic/annotations/EPIC_100_narrations_union_partial.csv"
     video_info_csv: str = f"{DATA}/epic/annotations/EPIC_100_video_info.csv"
     stride: int = Field(6, ge=1)
     # Every N-th file of an EPIC frame folder (they hold sparse, chosen frames, not every video frame).

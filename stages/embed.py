@@ -27,8 +27,14 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     prev_r, why_r = reusable(old / "regions.h5", REGION_EMBEDDINGS, region_enc.weights_id)
     prev_t, why_t = reusable(old / "texts.h5", TEXT_EMBEDDINGS, text_enc.weights_id)
     attrs = dict(backend=p.embed.backend, params_hash=params_hash(p.embed))
+    n_ray = 0
+    if p.common.executor == "ray":  # the missing regions are encoded on Ray actors; they become `prev_r`
+        from pipeline.sharded import embed_on_ray
+        prev_r, n_ray = embed_on_ray(frames, masks, root / "frames", prev_r, region_enc.weights_id,
+                                     {**attrs, "weights_id": region_enc.weights_id}, p)
     regions, n_r = embed_regions(region_enc, frames, masks, root / "frames", prev_r,
                                  {**attrs, "weights_id": region_enc.weights_id})
+    n_r += n_ray
     tcache, n_t = embed_texts(text_enc, texts, prev_t, {**attrs, "weights_id": text_enc.weights_id})
     with atomic_dir(old) as out:
         write_cache(out / "regions.h5", regions, REGION_EMBEDDINGS)

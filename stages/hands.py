@@ -17,7 +17,11 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     p = setup(params)
     frames_dir = root / "frames"
     frames = read_table(frames_dir / "frames.parquet", FRAMES)
-    df = detect_frames(frames, frames_dir, p.hands)
+    if p.common.executor == "ray":  # same per-frame detector, on Ray actors over shards of frames
+        from pipeline.sharded import hands_on_ray
+        df = hands_on_ray(frames, frames_dir, p)[0]
+    else:
+        df = detect_frames(frames, frames_dir, p.hands)
     summary = hands_summary(frames, df)
     meta = dict(summary, side_source=p.hands.side_source, mirror_input=p.hands.mirror_input,
                 device="cpu (MediaPipe has no GPU path here; common.device does not apply)")

@@ -22,8 +22,13 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     workers = p.masks.offline.workers if BACKENDS.backends[p.masks.backend].parallel else 1
     proposer = build_proposer(p.masks, p.common)
     with atomic_dir(root / "masks") as out:
-        df, stats = propose_frames(frames, root / "frames", hands, proposer, p.masks.backend, workers,
-                                   (p.masks, p.common))
+        if p.common.executor == "ray":  # same per-frame proposer, on Ray actors over shards of frames
+            from pipeline.sharded import masks_on_ray
+            df, stats = masks_on_ray(frames, root / "frames", hands, p)
+            workers = stats["workers"]
+        else:
+            df, stats = propose_frames(frames, root / "frames", hands, proposer, p.masks.backend, workers,
+                                       (p.masks, p.common))
         write_table(df, MASKS, out / "masks.parquet", dict(backend=p.masks.backend, order="objects_then_hands", **stats))
     typer.echo(f"masks: {stats['frames']} frames, {stats['proposals_per_frame']} object proposals/frame, "
                f"{stats['hand_masks']} hand masks, {stats['s_per_frame']} s/frame wall, "

@@ -24,8 +24,10 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     used = set(itertools.chain.from_iterable(frames["narration_ids"]))
     unknown = used - set(narrations["narration_id"])
     if unknown:
-        raise WishError(p.frames.narrations_csv, f"{len(unknown)} narration ids used by frames.parquet are missing "
-                                                 f"(e.g. {sorted(unknown)[:3]}); re-run the frames stage")
+        src = p.frames.narrations_csv  # one file or a list of them
+        raise WishError(src if isinstance(src, str) else ", ".join(src),
+                        f"{len(unknown)} narration ids used by frames.parquet are missing "
+                        f"(e.g. {sorted(unknown)[:3]}); re-run the frames stage")
     extractor = PhraseExtractor(load_spacy(np_.spacy_model), load_noun_taxonomy(np_.noun_classes_csv),
                                 load_verb_lexicon(np_.verb_classes_csv), np_.imperative)
     templates = {"left": np_.template_left, "right": np_.template_right, "none": np_.template_none}

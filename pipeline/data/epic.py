@@ -52,9 +52,22 @@ def parse_list(cell: object) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def load_narrations(path: str | Path) -> pd.DataFrame:
-    """Narrations with start_s/stop_s seconds; one row per narration_id."""
-    df = read_csv(path, NARRATION_COLUMNS)
+def load_narrations(path: str | Path | list) -> pd.DataFrame:
+    """Narrations with start_s/stop_s seconds; one row per narration_id.
+
+    `path` may be a list (the full EPIC-100 EPIC_100_train.csv + EPIC_100_validation.csv, same columns), and a
+    .json file is read as Ego4D's narration.json (pipeline.data.ego4d)."""
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise WishError(None, "frames.narrations_csv is an empty list")
+        return pd.concat([load_narrations(p) for p in path], ignore_index=True).drop_duplicates(
+            "narration_id").reset_index(drop=True)
+    if Path(path).suffix.lower() == ".json":
+        from pipeline.data.ego4d import load_narrations_table
+
+        df = load_narrations_table(path)
+    else:
+        df = read_csv(path, NARRATION_COLUMNS)
     try:
         df["start_s"] = timestamp_to_seconds(df["start_timestamp"])
         df["stop_s"] = timestamp_to_seconds(df["stop_timestamp"])
