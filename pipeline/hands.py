@@ -140,15 +140,15 @@ def view_image(image: np.ndarray, crop: tuple, pad: tuple, rotate: float):
     x0, y0 = int(round(crop[0] * W)), int(round(crop[1] * H))
     x1, y1 = int(round(crop[2] * W)), int(round(crop[3] * H))
     c = image[y0:y1, x0:x1]
-    l, t = int(round(pad[0] * c.shape[1])), int(round(pad[1] * c.shape[0]))
-    r, b = int(round(pad[2] * c.shape[1])), int(round(pad[3] * c.shape[0]))
-    img = np.pad(c, ((t, b), (l, r), (0, 0))) if (l or t or r or b) else c
+    left, top = int(round(pad[0] * c.shape[1])), int(round(pad[1] * c.shape[0]))
+    right, bottom = int(round(pad[2] * c.shape[1])), int(round(pad[3] * c.shape[0]))
+    img = np.pad(c, ((top, bottom), (left, right), (0, 0))) if (left or top or right or bottom) else c
     inverse = None
     if rotate:
         m = cv2.getRotationMatrix2D((img.shape[1] / 2, img.shape[0] / 2), rotate, 1.0)
         img = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]))
         inverse = cv2.invertAffineTransform(m).astype(np.float32)
-    offset = np.array([l - x0, t - y0], np.float32)
+    offset = np.array([left - x0, top - y0], np.float32)
 
     def to_image(xy: np.ndarray) -> np.ndarray:
         if inverse is not None:

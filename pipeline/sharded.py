@@ -67,9 +67,12 @@ def hands_on_ray(frames: pd.DataFrame, frames_dir: Path, p) -> tuple[pd.DataFram
 
 # ---- masks ---------------------------------------------------------------------------------------------
 def masks_setup(backend: str, masks_params, common_params) -> None:
+    import os
+
     from pipeline.masks.run import _init_worker
 
-    _init_worker(backend, masks_params, common_params)  # the stage's own per-worker proposer
+    # the stage's own per-worker proposer; the actor's parent is Ray's raylet, whose death ends the actor too
+    _init_worker(backend, masks_params, common_params, os.getppid())
 
 
 def masks_shard(_, jobs: list) -> list:

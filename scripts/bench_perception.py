@@ -42,7 +42,8 @@ def main(evalset: Path = Path("../shared/data/evalset"), frames: int = 12, param
             det.detect(images[0])  # MediaPipe builds its graph on the first call
             hands, hw, hc = timed(det.detect, images)
         proposer = build_proposer(mp, p.common)
-        _, mw, mc = timed(lambda ih: frame_proposals(proposer, ih[0], ih[1], mp), list(zip(images, hands)))
+        _, mw, mc = timed(lambda ih, prop=proposer, m=mp: frame_proposals(prop, ih[0], ih[1], m),
+                          list(zip(images, hands)))
         rows[name] = (hw, hc, mw, mc)
         print(f"{name:7s} hands {hw:.3f} s wall {hc:.3f} s CPU | masks {mw:.3f} s wall {mc:.3f} s CPU | "
               f"total {hw + mw:.3f} s wall {hc + mc:.3f} s CPU per frame")

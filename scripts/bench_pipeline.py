@@ -188,7 +188,7 @@ def bench_responsibility(p: Params, frames: pd.DataFrame, root: Path, presets: l
              for nb in neighbours_of(d, int(r.clip_index), offsets).values()]
     scores = {}
     for preset in presets:
-        _, s = timed(lambda: [flow(a, b, rp.flow, preset) for a, b in pairs])
+        _, s = timed(lambda preset=preset: [flow(a, b, rp.flow, preset) for a, b in pairs])
         record("responsibility", f"bound: DIS {preset} flow only", len(frames), "frame", s)
         q = rp.model_copy(update={"flow_preset": preset, "overlays": 0})
         (_, _, rows), s = timed(_compute, frames, hands, masks, q)

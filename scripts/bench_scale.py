@@ -143,7 +143,7 @@ def main() -> None:
         for stage in args.stages.split(","):
             local, on_ray = fns[stage]
             row = {}
-            for name, run in (("local", local), ("ray_x1", lambda: on_ray(p1)), ("ray_x2", lambda: on_ray(p2))):
+            for name, run in (("local", local), ("ray_x1", lambda f=on_ray: f(p1)), ("ray_x2", lambda f=on_ray: f(p2))):
                 t = time.perf_counter()
                 out = run()
                 row[name] = round(n / (time.perf_counter() - t), 3)

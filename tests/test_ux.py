@@ -247,7 +247,7 @@ def test_stage_summaries_are_cached_metrics_so_experiments_compare_them():
     """`cache: false` outputs under the git-ignored artifacts/ exist in no experiment's commit: `dvc exp show`
     prints `!` for them and `dvc plots diff` has nothing to compare. Cached, DVC reads each experiment's copy."""
     outs = list(_dvc_outs())
-    for stage, kind, path, flags in outs:
+    for stage, _kind, path, flags in outs:
         if path.startswith("artifacts/"):
             assert flags.get("cache", True), f"{stage}: {path} is cache: false under git-ignored artifacts/"
         else:
@@ -290,7 +290,7 @@ def test_dvc_plots_page_renders_without_network(tmp_path):
 
 
 def test_plot_templates_named_in_dvc_yaml_exist():
-    for stage, kind, path, flags in _dvc_outs():
+    for stage, _kind, path, flags in _dvc_outs():
         name = flags.get("template")
         if name and name not in ("linear", "simple", "scatter", "smooth", "confusion", "confusion_normalized",
                                  "bar_horizontal", "bar_horizontal_sorted", "scatter_jitter"):

