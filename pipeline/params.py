@@ -325,9 +325,10 @@ class PseudolabelParams(Section):
     # Evidence for "hand h holds region r" (pipeline.pseudolabel): "priors" (geometry alone: pipeline.priors),
     # "narration" (priors + the narration through Stage 1: which hand, which candidate), "motion" (priors +
     # COHESIV responsibility), "fused" (all three). Every source keeps the prior's candidate filter.
-    # Default chosen on training frames' weak labels (scripts/measure_pseudolabels.py, notes/pseudolabels.md):
-    # narration separates the named hand from the other best and gives the most consistent picks along a clip.
-    source: Literal["narration", "motion", "fused", "priors"] = "narration"
+    # Default: "fused". On training frames (scripts/measure_pseudolabels.py, notes/pseudolabels.md) "narration"
+    # separates the named hand best, but its picks are ~3x the hand's area (VISOR's held objects: ~0.65x) and
+    # Stage 2 trained on them collapsed on dev (0.021 vs 0.18 object mIoU).
+    source: Literal["narration", "motion", "fused", "priors"] = "fused"
     # Below this cosine a phrase gives no label.
     min_score: float = -1.0
     # Weight of the log of the proposer's own ranking score (hand-contact cues) added to the prior (0: off).
