@@ -76,6 +76,8 @@ def project(tmp_path_factory):
     base = tmp_path_factory.mktemp("faults")
     data = base / "shared" / "data"
     (data / "epic" / "clips").mkdir(parents=True)
+    for folder in ("contact_frames", "rgb_frames"):  # declared frames deps; empty: one clip is enough here
+        (data / "epic" / folder).mkdir()
     os.symlink(DATA / "epic" / "clips" / PLATE, data / "epic" / "clips" / PLATE)
     for name in ("annotations", "clips.csv"):
         os.symlink(DATA / "epic" / name, data / "epic" / name)
