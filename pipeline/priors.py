@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from pipeline.regions import GEOM_NAMES, FrameRegions
+from pipeline.regions import GEOM_NAMES, FrameRegions, coco_rles
 
 _G = {n: i for i, n in enumerate(GEOM_NAMES)}
 
@@ -22,7 +22,7 @@ def containment(fr: FrameRegions) -> np.ndarray:
     """(R, R) |r_i ∩ r_j| / |r_i| (iscrowd on the second argument makes pycocotools return that)."""
     if fr.n_regions == 0:
         return np.zeros((0, 0), np.float32)
-    rles = [{"size": [fr.height, fr.width], "counts": r.encode("ascii")} for r in fr.rles]
+    rles = coco_rles(fr)
     return np.asarray(mask_utils.iou(rles, rles, [1] * len(rles)), np.float32).reshape(fr.n_regions, fr.n_regions)
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from pycocotools import mask as mask_utils
 
 from pipeline import rle as rle_utils
-from pipeline.types import SIDES, Hand, Proposal
+from pipeline.types import SIDES, TIPS, Hand, Proposal
 
 GEOM_NAMES = ("present", "center_dist", "gap_dist", "box_iou", "in_hand_box", "log_rel_size", "area_frac",
               "touch", "dx", "dy", "prior",
@@ -146,13 +146,18 @@ def pair_geometry(fr: FrameRegions, hand: HandView, other: HandView | None = Non
     return out
 
 
-def _inside(fr: FrameRegions, rle: str | None) -> np.ndarray:
-    """|region ∩ mask| / |region| for every region (iscrowd=1 on the mask makes pycocotools return that)."""
-    if rle is None or fr.n_regions == 0:
+def coco_rles(fr: FrameRegions) -> list[dict]:
+    """The regions as pycocotools RLE objects."""
+    return [{"size": [fr.height, fr.width], "counts": r.encode("ascii")} for r in fr.rles]
+
+
+def _inside(fr: FrameRegions, mask: str | dict | None) -> np.ndarray:
+    """|region ∩ mask| / |region| for every region (iscrowd=1 on the mask makes pycocotools return that);
+    mask: COCO counts of this frame's size or a pycocotools RLE object."""
+    if mask is None or fr.n_regions == 0:
         return np.zeros(fr.n_regions, np.float32)
-    regions = [{"size": [fr.height, fr.width], "counts": r.encode("ascii")} for r in fr.rles]
-    target = {"size": [fr.height, fr.width], "counts": rle.encode("ascii")}
-    return np.asarray(mask_utils.iou(regions, [target], [1]), np.float32).reshape(-1)
+    target = {"size": [fr.height, fr.width], "counts": mask.encode("ascii")} if isinstance(mask, str) else mask
+    return np.asarray(mask_utils.iou(coco_rles(fr), [target], [1]), np.float32).reshape(-1)
 
 
 def mask_cues(fr: FrameRegions, hand: HandView, other: HandView | None) -> np.ndarray:
@@ -167,9 +172,6 @@ def mask_cues(fr: FrameRegions, hand: HandView, other: HandView | None) -> np.nd
     box_area = np.maximum((fr.boxes[:, 2] - fr.boxes[:, 0]) * (fr.boxes[:, 3] - fr.boxes[:, 1]), 1.0)
     out[:, 4] = np.clip(fr.areas / box_area, 0, 1)
     return out
-
-
-TIPS = [4, 8, 12, 16, 20]  # MediaPipe thumb and finger tips
 
 
 def _tip_distance(fr: FrameRegions, hand: HandView, cap: float = 3.0) -> np.ndarray:
@@ -201,10 +203,7 @@ def _touch(fr: FrameRegions, hand: HandView, gap_x: np.ndarray, gap_y: np.ndarra
     mask = rle_utils.decode(hand.rle, fr.height, fr.width).astype(np.uint8)
     k = max(1, int(round(TOUCH_DILATION * diag)))
     dil = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
-    hand_rle = mask_utils.encode(np.asfortranarray(dil))
-    regions = [{"size": [fr.height, fr.width], "counts": r.encode("ascii")} for r in fr.rles]
-    # iscrowd=1 on the hand makes pycocotools return |region ∩ hand| / |region|.
-    frac = np.asarray(mask_utils.iou(regions, [hand_rle], [1]), np.float32).reshape(-1)
+    frac = _inside(fr, mask_utils.encode(np.asfortranarray(dil)))
     return np.clip(frac * 10.0, 0.0, 1.0)  # a thin contact band of 10% of the region already counts as touching
 
 

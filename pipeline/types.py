@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SIDES = ("left", "right")
+TIPS = [4, 8, 12, 16, 20]  # MediaPipe landmark ids of the thumb and finger tips
 
 
 @dataclass

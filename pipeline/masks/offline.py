@@ -18,7 +18,7 @@ from scipy import ndimage
 from pipeline.masks.common import (Graph, build_graph, cut_sums, gradient, mask_nms, pixel_sums, relabel,
                                    skin_mask, unique_rows, upscale_labels, work_image)
 from pipeline.masks.handmask import hand_regions
-from pipeline.types import Hand, Proposal
+from pipeline.types import TIPS, Hand, Proposal
 
 # (colour space, similarity set) in the order `strategies` takes them. Similarities: c colour histogram,
 # s small regions first, f fill (compact merges), g weak gradient along the shared boundary.
@@ -234,9 +234,6 @@ def cues(members: np.ndarray, graph: Graph, hand_frac: np.ndarray) -> dict[str, 
         edge=grad / np.maximum(length, 1),
         frame=frame / np.maximum(perimeter, 1),
     )
-
-
-TIPS = [4, 8, 12, 16, 20]  # MediaPipe landmark ids of the thumb and finger tips
 
 
 def reach_map(shape: tuple[int, int], hands: list[Hand], scale: float) -> np.ndarray:
