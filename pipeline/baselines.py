@@ -13,8 +13,8 @@ same frames and proposals.
 - ``oracle_selection``: the ceiling of the choice: per detected hand, the available proposal with the best IoU
   with that hand's GT object (after the hand masks are drawn over it), contact taken from the GT. What a
   method loses below it is lost by choosing, not by perception.
-- ``pseudolabel``: WISH without Stage 2, i.e. the pseudo-labels Stage 1 would give these frames with their
-  narrations; its scores are the pseudo-label quality.
+- ``pseudolabel``: WISH without Stage 2, i.e. the pseudo-labels the configured rule (pseudolabel.source) gives
+  these frames with their narrations; its scores are the pseudo-label quality.
 """
 from __future__ import annotations
 
@@ -148,14 +148,17 @@ def narration(ctx: FrameContext, models, params) -> dict[str, Decision]:
     return out
 
 
-def pseudolabel(ctx: FrameContext, models, params, source: str = "narration") -> dict[str, Decision]:
-    """Stage-1 pseudo-labels of this frame from its own narrations (WISH without Stage 2). Eval frames are
-    single images without neighbours, so motion and temporal linking are dropped: the narration rule (priors +
-    narration) is used whatever pseudolabel.source says."""
-    from pipeline.pseudolabel import pseudolabel_frame
+def pseudolabel(ctx: FrameContext, models, params, source: str | None = None) -> dict[str, Decision]:
+    """Stage-1 pseudo-labels of this frame from its own narrations (WISH without Stage 2), by the configured
+    rule (pseudolabel.source). Eval frames are single images without neighbours, so what needs them is
+    dropped: motion (fused is priors + narration here, and motion is priors: its holds decision needs motion)
+    and temporal linking."""
+    from pipeline.pseudolabel import TEXT_SOURCES, pseudolabel_frame
 
+    source = source or params.pseudolabel.source
+    source = "priors" if source == "motion" else source
     pl_params = params.pseudolabel.model_copy(update={"source": source})
-    texts = models.narration_texts(ctx.narrations) if source == "narration" else []
+    texts = models.narration_texts(ctx.narrations) if source in TEXT_SOURCES else []
     rows = pseudolabel_frame(ctx.regions, texts, models.adapters if texts else None, pl_params)
     out = {}
     for r in rows:

@@ -11,8 +11,9 @@ itself, can be held, and a size / contact / whole-object prior scores them. Then
   motion:    COHESIV: a hand holds when its best candidate's responsibility exceeds motion_threshold; the
              z-scored motion score is added to the prior with fuse_weight;
   fused:     narration and motion scores both added; a hand holds when either says so.
-Temporal consistency (temporal_weight > 0, frames of one clip in order): per hand, the picks of consecutive
-labelled frames are chosen jointly (Viterbi) with a bonus for appearance similarity of consecutive picks.
+Temporal consistency (frames of one clip in order; pipeline.pseudolabel_track): per hand, the picks of consecutive
+labelled frames are chosen jointly (Viterbi) with a bonus for appearance similarity (temporal_weight) and for
+overlap after following the hand's motion (link_iou_weight) of consecutive picks.
 
 contact_score: softmax probability of the chosen region among the hand's candidates (a confidence);
 match_score: the chosen phrase's cosine with the chosen region (NaN without narration).
@@ -24,6 +25,7 @@ import pandas as pd
 
 from pipeline.align import Adapters, NarrationTexts
 from pipeline.priors import containment, prior_scores
+from pipeline.pseudolabel_track import temporal_picks
 from pipeline.regions import FrameRegions
 from pipeline.types import SIDES
 
@@ -141,45 +143,6 @@ def pseudolabel_frame(fr: FrameRegions, texts: list[NarrationTexts], adapters: A
     return rows
 
 
-def link_track(scores: list[np.ndarray], feats: list[np.ndarray], weight: float) -> list[int]:
-    """Viterbi over consecutive frames of one hand: maximise sum of per-frame scores (-inf = not a candidate) +
-    weight * cosine(features of consecutive picks). Returns one region index per frame."""
-    unit = [f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-6) for f in feats]
-    acc, back = np.where(np.isfinite(scores[0]), scores[0], -1e9), []
-    for t in range(1, len(scores)):
-        trans = weight * unit[t - 1] @ unit[t].T  # (R_prev, R_t)
-        total = acc[:, None] + trans
-        back.append(np.argmax(total, 0))
-        acc = total.max(0) + np.where(np.isfinite(scores[t]), scores[t], -1e9)
-    path = [int(np.argmax(acc))]
-    for b in reversed(back):
-        path.append(int(b[path[-1]]))
-    return path[::-1]
-
-
-def temporal_picks(frames: dict[str, FrameRegions], frame_texts: dict, adapters: Adapters, params,
-                   motion: dict | None, tracks: list[list[str]]) -> dict[str, dict[str, int]]:
-    """{frame_id: {side: region index}} from linking each hand's held picks along each track (frame ids of one
-    clip in time order); runs of consecutive holding frames are linked, a non-holding frame breaks the run."""
-    picks: dict[str, dict[str, int]] = {}
-    for track in tracks:
-        scored = {f: side_scores(frames[f], frame_texts.get(f, []), adapters, params,
-                                 None if motion is None else motion.get(f)) for f in track if frames[f].n_regions}
-        for s in SIDES:
-            run: list[str] = []
-            for f in [*track, None]:
-                if f is not None and f in scored and scored[f][s][0]:
-                    run.append(f)
-                    continue
-                if len(run) > 1:
-                    path = link_track([scored[g][s][1] for g in run], [frames[g].features for g in run],
-                                      params.temporal_weight)
-                    for g, r in zip(run, path):
-                        picks.setdefault(g, {})[s] = r
-                run = []
-    return picks
-
-
 def motion_by_frame(df: pd.DataFrame, frames: dict[str, FrameRegions]) -> dict[str, dict[str, np.ndarray]]:
     """MOTION_SCORES rows -> {frame_id: {side: (R,) aligned with mask_ids, NaN where missing}}."""
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -203,8 +166,12 @@ def pseudolabel_frames(frames: dict[str, FrameRegions], frame_texts: dict[str, l
     """PSEUDOLABELS rows of every frame; `tracks` (frame ids of each clip in time order) turn on temporal linking."""
     from tqdm import tqdm
 
-    picks = (temporal_picks(frames, frame_texts, adapters, params, motion, tracks)
-             if tracks and params.temporal_weight > 0 else {})
+    picks: dict[str, dict[str, int]] = {}
+    if tracks and (params.temporal_weight > 0 or params.link_iou_weight > 0):
+        in_tracks = {f for t in tracks for f in t if frames[f].n_regions}
+        scored = {f: side_scores(frames[f], frame_texts.get(f, []), adapters, params,
+                                 None if motion is None else motion.get(f)) for f in sorted(in_tracks)}
+        picks = temporal_picks(frames, scored, params, tracks)
     rows = []
     for fid in tqdm(sorted(frames), desc="pseudolabel", disable=not progress):
         rows += pseudolabel_frame(frames[fid], frame_texts.get(fid, []), adapters, params,

@@ -6,7 +6,7 @@ import numpy as np
 from pipeline import rle
 from pipeline.params import PseudolabelParams
 from pipeline.priors import candidates, prior_scores
-from pipeline.pseudolabel import link_track
+from pipeline.pseudolabel_track import link_track
 from pipeline.regions import FrameRegions
 from pipeline.types import Hand, Proposal
 
@@ -56,3 +56,29 @@ def test_link_track_prefers_the_consistent_object():
     assert link_track(scores, feats, weight=1.0) == [0, 0, 0]
     scores[1] = np.array([-np.inf, 1.0])  # not a candidate: never chosen, whatever the weight
     assert link_track(scores, feats, weight=5.0)[1] == 1
+
+
+def _moved_frame(frame_id: str, dx: int, dy: int) -> FrameRegions:
+    """A right hand at (60 + dx, 60 + dy) holding a 20x20 object just above its fingertips; region 0 is that
+    object, region 1 an equal box left where the object was in the frame at dx = dy = 0."""
+    hand_mask = _box(60 + dx, 60 + dy, 100 + dx, 110 + dy)
+    lm = np.stack([np.linspace(62, 98, 21) + dx, np.linspace(108, 62, 21) + dy], 1).astype(np.float32)
+    hand = Hand(0, "right", 0.9, (60 + dx, 58 + dy, 100 + dx, 110 + dy), lm)
+    objects = [_box(70 + dx, 38 + dy, 90 + dx, 58 + dy), _box(70, 38, 90, 58)]
+    props = [Proposal(m, 0.5) for m in objects] + [Proposal(hand_mask, 0.9, kind="hand", side="right", hand_id=0)]
+    return FrameRegions.from_proposals(frame_id, H, W, [hand], props, np.ones((len(props), 8), np.float32))
+
+
+def test_warped_iou_follows_the_hand():
+    """The object moved 24 px right with the hand: after the hand's shift it overlaps itself (IoU 1), while
+    the box left at the old place (IoU 0.09 without the shift) no longer does; linking then keeps the object."""
+    from pipeline.pseudolabel_track import SmallMasks, warped_ious
+
+    a, b = _moved_frame("a", 0, 0), _moved_frame("b", 24, 0)
+    keep = np.ones(a.n_regions, bool)
+    iou = warped_ious(a, b, "right", keep, keep, SmallMasks())
+    assert iou[0, 0] > 0.9 and iou[0, 1] < 0.1
+    scores = [np.array([1.0, 0.0]), np.array([0.0, 0.2])]
+    feats = [a.features, b.features]  # identical appearance: only the place can tell them apart
+    assert link_track(scores, feats, weight=1.0) == [0, 1]
+    assert link_track(scores, feats, weight=1.0, ious=[iou], iou_weight=1.0) == [0, 0]
