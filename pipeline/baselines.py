@@ -153,12 +153,15 @@ def pseudolabel(ctx: FrameContext, models, params, source: str | None = None) ->
     rule (pseudolabel.source). Eval frames are single images without neighbours, so what needs them is
     dropped: motion (fused is priors + narration here, and motion is priors: its holds decision needs motion)
     and temporal linking."""
-    from pipeline.pseudolabel import TEXT_SOURCES, pseudolabel_frame
+    from pipeline.pseudolabel import TEXT_SOURCES, holding_narrations, pseudolabel_frame
 
     source = source or params.pseudolabel.source
     source = "priors" if source == "motion" else source
     pl_params = params.pseudolabel.model_copy(update={"source": source})
-    texts = models.narration_texts(ctx.narrations) if source in TEXT_SOURCES else []
+    narrs = ctx.narrations
+    if source in TEXT_SOURCES and not narrs.empty:
+        narrs = narrs[holding_narrations(narrs, params.pseudolabel.no_hold_verbs)]
+    texts = models.narration_texts(narrs) if source in TEXT_SOURCES else []
     rows = pseudolabel_frame(ctx.regions, texts, models.adapters if texts else None, pl_params)
     out = {}
     for r in rows:

@@ -329,6 +329,9 @@ class PseudolabelParams(Section):
     # separates the named hand best, but its picks are ~3x the hand's area (VISOR's held objects: ~0.65x) and
     # Stage 2 trained on them collapsed on dev (0.021 vs 0.18 object mIoU).
     source: Literal["narration", "motion", "fused", "priors"] = "fused"
+    # Narrations whose verb is one of these name an object no hand holds ("look at the pan"): they give no
+    # label (pipeline.pseudolabel.holding_narrations; stems, so "checking" matches "check").
+    no_hold_verbs: list[str] = ["look", "check", "search", "wait", "walk", "watch", "read", "find"]
     # Below this cosine a phrase gives no label.
     min_score: float = -1.0
     # Weight of the log of the proposer's own ranking score (hand-contact cues) added to the prior (0: off).

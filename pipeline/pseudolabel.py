@@ -20,6 +20,8 @@ match_score: the chosen phrase's cosine with the chosen region (NaN without narr
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -32,6 +34,22 @@ from pipeline.types import SIDES
 ROW_KEYS = ("frame_id", "side", "mask_id", "contact_score", "match_score", "label", "narration_id", "phrase",
             "motion_score", "source")
 TEXT_SOURCES, MOTION_SOURCES = {"narration", "fused"}, {"motion", "fused"}
+# Ego4D's actor markers ("#C C picks the knife"): the verb follows them.
+_ACTOR_WORDS = {"#c", "c"}
+
+
+def narration_verb(text: str) -> str:
+    """The narration's leading verb, stemmed ("checking" -> "check"): EPIC narrations are verb-first imperatives
+    ("open fridge"), Ego4D's start with the camera wearer's marker, which is skipped."""
+    words = [w for w in re.findall(r"[#\w]+", str(text).lower()) if w not in _ACTOR_WORDS]
+    return re.sub(r"(ing|es|s|ed)$", "", words[0]) if words else ""
+
+
+def holding_narrations(narrations: pd.DataFrame, no_hold_verbs: list[str]) -> pd.Series:
+    """(N,) bool: does the narration say a hand holds its object? Not when its verb is one of no_hold_verbs
+    ("look at the pan", "check the oven": the object is named but nothing is in the hand)."""
+    stems = {narration_verb(v) for v in no_hold_verbs}
+    return ~narrations["narration"].map(lambda t: narration_verb(t) in stems).astype(bool)
 
 
 def _row(fr: FrameRegions, side: str, source: str, idx: int = -1, contact: float = np.nan, match: float = np.nan,

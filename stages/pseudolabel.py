@@ -18,7 +18,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     from pipeline.errors import WishError
     from pipeline.io import atomic_dir, read_table, write_json, write_table
     from pipeline.plcheck import quality
-    from pipeline.pseudolabel import motion_by_frame, pseudolabel_frames
+    from pipeline.pseudolabel import holding_narrations, motion_by_frame, pseudolabel_frames
     from pipeline.regions import load_frame_regions
     from pipeline.schemas import FRAMES, MOTION_SCORES, PHRASES, PSEUDOLABELS
 
@@ -27,10 +27,12 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     frames_path = root / "frames" / "frames.parquet"
     frames = read_table(frames_path, FRAMES)
     phrases = read_table(root / "nouns" / "phrases.parquet", PHRASES)
-    narrs = training_narrations(frames, phrases, eval_video_ids(p.common.eval_dirs), frames_path)
+    narrated = training_narrations(frames, phrases, eval_video_ids(p.common.eval_dirs), frames_path)
+    # a frame narrated only by "look at the pan" stays in: its narration says no hand holds anything
+    narrs = training_narrations(frames, phrases[holding_narrations(phrases, pl.no_hold_verbs)], set(), frames_path)
     motion_df = None
     train = frames[(frames["split"] == "train") & ~frames["video_id"].isin(eval_video_ids(p.common.eval_dirs))]
-    ids = set(narrs) if pl.source == "narration" else set(train["frame_id"])
+    ids = set(narrated) if pl.source == "narration" else set(train["frame_id"])
     if pl.source in ("motion", "fused"):
         motion_df = read_table(root / "responsibility" / "motion_scores.parquet", MOTION_SCORES)
     if not ids:

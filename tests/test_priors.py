@@ -82,3 +82,18 @@ def test_warped_iou_follows_the_hand():
     feats = [a.features, b.features]  # identical appearance: only the place can tell them apart
     assert link_track(scores, feats, weight=1.0) == [0, 1]
     assert link_track(scores, feats, weight=1.0, ious=[iou], iou_weight=1.0) == [0, 0]
+
+
+def test_verbs_that_hold_nothing():
+    """EPIC imperatives and Ego4D's "#C C ..." narrations: looking at or checking an object is not holding it."""
+    import pandas as pd
+
+    from pipeline.pseudolabel import holding_narrations, narration_verb
+
+    assert narration_verb("#C C picks the knife with his right hand") == "pick"
+    assert narration_verb("checking oven") == "check"
+    df = pd.DataFrame({"narration": ["take cup", "look at pan", "#C C looks at the fridge", "checking oven",
+                                     "put down plate", ""]})
+    verbs = PseudolabelParams().no_hold_verbs
+    assert holding_narrations(df, verbs).tolist() == [True, False, False, False, True, True]
+    assert holding_narrations(df, []).all()
