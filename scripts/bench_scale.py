@@ -5,7 +5,7 @@
 Frames come from the shared EPIC clips (every `stride`-th frame of each, stored at frames.max_side); hands and
 masks are computed locally once and are the inputs of the later stages. Each stage then runs through the same
 functions the stages call: `local` is the stage's own in-process path (masks with 1 process), `ray xN` is
-pipeline.sharded on N actors (Ray started once, beforehand, with 2 CPUs; the actors' start and model loading
+the stages' shard adapters (pipeline/*shards.py) on N actors (Ray started once, beforehand, with 2 CPUs; the actors' start and model loading
 are inside the timing, as they are in a real run). Every Ray result is checked equal to the local one.
 Ratios are what count: on a shared machine absolute frames/s move with the other load.
 """
@@ -55,7 +55,9 @@ def _stage_fns(root: Path, p):
     from pipeline.masks.run import propose_frames
     from pipeline.motion_io import hands_by_frame, masks_by_frame
     from pipeline.schemas import FRAMES, HANDS, MASKS
-    from pipeline.sharded import embed_on_ray, hands_on_ray, masks_on_ray
+    from pipeline.embed.shards import embed_on_ray
+    from pipeline.hands_shards import hands_on_ray
+    from pipeline.masks.shards import masks_on_ray
     from stages.responsibility import _compute
 
     fdir = root / "frames"

@@ -18,7 +18,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     frames_dir = root / "frames"
     frames = read_table(frames_dir / "frames.parquet", FRAMES)
     if p.common.executor == "ray":  # same per-frame detector, on Ray actors over shards of frames
-        from pipeline.sharded import hands_on_ray
+        from pipeline.hands_shards import hands_on_ray
         df = hands_on_ray(frames, frames_dir, p)[0]
     else:
         df = detect_frames(frames, frames_dir, p.hands)

@@ -23,7 +23,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     proposer = build_proposer(p.masks, p.common)
     with atomic_dir(root / "masks") as out:
         if p.common.executor == "ray":  # same per-frame proposer, on Ray actors over shards of frames
-            from pipeline.sharded import masks_on_ray
+            from pipeline.masks.shards import masks_on_ray
             df, stats = masks_on_ray(frames, root / "frames", hands, p)
             workers = stats["workers"]
         else:

@@ -64,7 +64,7 @@ def _compute(frames, hands: dict, masks: dict, rp, on_ray=None) -> tuple[list[st
     cfg = MotionConfig(rp.temperature, rp.flow, rp.ransac_reproj_threshold, rp.min_hand_points, rp.static_motion,
                        rp.camera_compensation, rp.hand_samples, rp.flow_preset)
     if on_ray is not None:  # (params, input artifacts): the same per-source loop on Ray actors, by frame range
-        from pipeline.sharded import responsibility_on_ray
+        from pipeline.responsibility_shards import responsibility_on_ray
         return responsibility_on_ray(frames, hands, masks, rp, cfg, _one_source, *on_ray)
     ids, maps, rows = [], [], []
     with tqdm(total=len(frames), desc="responsibility", unit="frame") as bar:

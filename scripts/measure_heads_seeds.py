@@ -1,0 +1,73 @@
+"""How much of a dev difference is noise: retrain Stage 2 (the heads) with several seeds on the pipeline's own
+pseudo-labels and score `wish` (and its two ablations) on the eval set each time. The eval frames' contexts
+(hands, proposals, regions) are built once; only the heads change between seeds.
+
+    python scripts/measure_heads_seeds.py [--root artifacts] [--seeds 5]
+
+Prints one row per seed and the mean and standard deviation of each method's object mIoU.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import typer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+METHODS = ("wish", "wish_matching_only", "wish_contact_only")
+
+
+def _contexts(p, root: Path):
+    from pipeline.data.evalset import load_evalset
+    from pipeline.predict import build_models
+
+    es = load_evalset(p.score.evalset)
+    models = build_models(p, root)
+    out = []
+    for f in es.frames:
+        ctx = models.context(f.image_id, es.image(f), es.narrations_for(f.image_id), with_regions=True)
+        ctx.gt = es.labels(f)
+        out.append(ctx)
+    return models, out
+
+
+def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), seeds: int = 5) -> None:
+    from pipeline.baselines import METHODS as FNS
+    from pipeline.device import resolve_device
+    from pipeline.heads import make_samples, train_heads
+    from pipeline.io import read_table
+    from pipeline.labelmap import compose
+    from pipeline.metrics import Scorer
+    from pipeline.params import load_params
+    from pipeline.regions import load_frame_regions
+    from pipeline.schemas import FRAMES, PSEUDOLABELS
+
+    p = load_params(params)
+    labels = read_table(root / "pseudolabel" / "pseudolabels.parquet", PSEUDOLABELS)
+    regions = load_frame_regions(root, sorted(set(labels["frame_id"])))
+    samples = make_samples(regions, labels, p.heads.silent_as_none)
+    frames = read_table(root / "frames" / "frames.parquet", FRAMES)
+    videos = dict(zip(frames["frame_id"].astype(str), frames["video_id"].astype(str)))
+    models, ctxs = _contexts(p, root)
+    scores: dict[str, list[float]] = {m: [] for m in METHODS}
+    for seed in range(seeds):
+        heads, _ = train_heads(samples, p.heads, seed, resolve_device(p.common.device), videos)
+        models.__dict__["heads"] = heads  # Models.heads is a cached property: this seed's heads replace it
+        row = []
+        for m in METHODS:
+            sc = Scorer()
+            for ctx in ctxs:
+                sc.add(compose(ctx.shape, ctx.hand_masks, FNS[m](ctx, models, p), ctx.objects, p.score.both_iou), ctx.gt)
+            scores[m].append(float(sc.result()["object_miou"] or 0.0))
+            row.append(f"{m} {scores[m][-1]:.3f}")
+        typer.echo(f"seed {seed}: " + ", ".join(row) + f" (threshold {heads.cfg.contact_threshold:.2f})")
+    for m in METHODS:
+        v = np.asarray(scores[m])
+        typer.echo(f"{m}: mean {v.mean():.3f} sd {v.std(ddof=1) if len(v) > 1 else 0.0:.3f} "
+                   f"min {v.min():.3f} max {v.max():.3f} over {len(v)} seeds")
+
+
+if __name__ == "__main__":
+    typer.run(main)
