@@ -24,7 +24,7 @@ LABEL_LEGEND = [(LEGEND_NAMES[CLASS_NAMES[c]], tuple(int(v) for v in PALETTE[c])
 # Legend of hand_object_overlay: hand boxes and the region chosen for each hand.
 HAND_OBJECT_LEGEND = [("left hand (box)", COLORS["left"]), ("left-hand object", OBJECT_COLORS["left"]),
                       ("right hand (box)", COLORS["right"]), ("right-hand object", OBJECT_COLORS["right"])]
-# Legend of pipeline.motion_io.overlay: each hand's motion responsibility blended in its channel.
+# Legend of pipeline.responsibility_io.overlay: each hand's motion responsibility blended in its channel.
 RESPONSIBILITY_LEGEND = [("moves with the left hand", (255, 0, 0)), ("moves with the right hand", (0, 255, 0))]
 SHORT = {"left_hand": "L-hand", "right_hand": "R-hand", "left_object": "L-obj", "right_object": "R-obj",
          "both_object": "both-obj"}

@@ -391,7 +391,7 @@ class HeadsParams(Section):
 class ScoreParams(Section):
     evalset: str = f"{DATA}/evalset"
     overlays: bool = True
-    # Methods scored by the `score` stage: the model and each baseline (see pipeline/baselines.py).
+    # Methods scored by the `score` stage: the model and each baseline (see pipeline/score_methods.py).
     methods: list[str] = [
         "wish", "wish_contact_only", "wish_matching_only", "baseline_nearest", "baseline_narration", "pseudolabel",
         "pseudolabel_priors", "oracle_selection"]
@@ -415,7 +415,7 @@ class ScoreParams(Section):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: list[str]) -> list[str]:
-        from pipeline.baselines import SPECS  # the one list of methods
+        from pipeline.score_methods import SPECS  # the one list of methods
 
         unknown = [m for m in v if m not in SPECS]
         if unknown:

@@ -4,7 +4,7 @@
     models = build_models(params, root)               # trained artifacts under ROOT/{align,heads}
     for image_id, image in iter_inputs(path, ...):    # folder of images, eval-format dir or video file
         ctx = models.context(image_id, image)
-        decisions = pipeline.baselines.METHODS["wish"](ctx, models, params)   # {side: Decision}
+        decisions = pipeline.score_methods.METHODS["wish"](ctx, models, params)   # {side: Decision}
 
 Everything learned is reached through `Models`, so tests (and other backends) can swap in their own.
 """
@@ -40,7 +40,7 @@ class FrameContext:
     regions: object | None = None
     # the frame's narrations (eval-set narrations.csv rows); only narration-based baselines read them
     narrations: pd.DataFrame = field(default_factory=pd.DataFrame)
-    # the GT label map when scoring; only the oracle ceilings (baselines.NEEDS_GT) read it
+    # the GT label map when scoring; only the oracle ceilings (score_methods.NEEDS_GT) read it
     gt: np.ndarray | None = None
 
     @property

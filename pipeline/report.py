@@ -1,6 +1,6 @@
 """Self-contained HTML reports: one static page, every image inlined as a small JPEG (no server, no network).
 
-- `write_eval_report`: after pipeline.evaluate.evaluate. The metrics table renders every "method.metric" key of
+- `write_eval_report`: after pipeline.score.evaluate. The metrics table renders every "method.metric" key of
   the given metrics dict (metrics/score.json for the `score` stage), whatever methods it has; then per eval frame
   the image, GT and each method side by side (contact boundary in white), per-class and contact-boundary IoU, the
   chosen region's scores per hand, and failure kinds; sortable / filterable by method, IoU and failure kind.
@@ -25,7 +25,7 @@ import numpy as np
 from pipeline.metrics import BOTH, CLASS_NAMES, MATCH_IOU, OBJECT_OF_HAND, SIDE_OF_HAND, mask_iou, score_frame
 
 FAILURES = ("missed_hand", "wrong_side", "wrong_contact", "wrong_region")
-GT_ROW = "evalset"  # pipeline.evaluate.dvc_metrics puts the eval set's GT counts under this prefix
+GT_ROW = "evalset"  # pipeline.score.dvc_metrics puts the eval set's GT counts under this prefix
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -94,7 +94,7 @@ def metric_rows(metrics: dict, methods: list[str] = ()) -> tuple[list[str], list
     """(row prefixes, column suffixes) of flat "row.metric" keys, in an order that does not depend on the dict's
     (score.json is written sorted): scored methods in their order, other rows sorted, the GT counts row last;
     headline metrics first, the others sorted."""
-    from pipeline.evaluate import HEADLINE
+    from pipeline.score import HEADLINE
 
     found = {k.split(".", 1)[0] for k in metrics}
     rows = [m for m in methods if m in found] + sorted(found - set(methods) - {GT_ROW}) + sorted(found & {GT_ROW})

@@ -82,7 +82,7 @@ def video_of(image_id: str) -> str:
 
 
 class PredictReport:
-    """Collects predicted frames (pipeline.evaluate.predict's on_frame) and writes the predict page."""
+    """Collects predicted frames (pipeline.score.predict's on_frame) and writes the predict page."""
 
     def __init__(self, sp):
         self.sp = sp

@@ -168,8 +168,8 @@ def _knn(u: np.ndarray, k: int) -> np.ndarray:
 
 
 def bench_responsibility(p: Params, frames: pd.DataFrame, root: Path, presets: list[str]) -> None:
-    from pipeline.motion import flow
-    from pipeline.motion_io import (hands_by_frame, masks_by_frame, neighbours_of, read_source_frames,
+    from pipeline.responsibility import flow
+    from pipeline.responsibility_io import (hands_by_frame, masks_by_frame, neighbours_of, read_source_frames,
                                     wanted_indices, work_geometry)
     from stages.responsibility import _compute, _offsets
 

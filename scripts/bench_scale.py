@@ -53,7 +53,7 @@ def _stage_fns(root: Path, p):
     from pipeline.io import read_table
     from pipeline.masks import build_proposer
     from pipeline.masks.run import propose_frames
-    from pipeline.motion_io import hands_by_frame, masks_by_frame
+    from pipeline.responsibility_io import hands_by_frame, masks_by_frame
     from pipeline.schemas import FRAMES, HANDS, MASKS
     from pipeline.embed.shards import embed_on_ray
     from pipeline.hands_shards import hands_on_ray

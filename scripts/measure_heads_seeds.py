@@ -34,7 +34,7 @@ def _contexts(p, root: Path):
 
 
 def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), seeds: int = 5) -> None:
-    from pipeline.baselines import METHODS as FNS
+    from pipeline.score_methods import METHODS as FNS
     from pipeline.device import resolve_device
     from pipeline.heads import make_samples, train_heads
     from pipeline.io import read_table

@@ -24,7 +24,7 @@ def main() -> None:
     import numpy as np
 
     from pipeline.io import read_table
-    from pipeline.motion_io import hands_by_frame, masks_by_frame
+    from pipeline.responsibility_io import hands_by_frame, masks_by_frame
     from pipeline.params import Params
     from pipeline.schemas import FRAMES, HANDS, MASKS
     from stages.responsibility import _compute

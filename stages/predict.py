@@ -16,17 +16,17 @@ def predict(
     out: Path = typer.Option(..., "--out", help="output dir: labels/<id>.png, overlays/<id>.png, predictions.parquet"),
     params: Path = ParamsOpt,
     root: Path = RootOpt,
-    method: str = typer.Option("wish", "--method", help="a method of score.methods (pipeline.baselines.SPECS)"),
+    method: str = typer.Option("wish", "--method", help="a method of score.methods (pipeline.score_methods.SPECS)"),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="video: every N-th frame (default score.video_stride)"),
     out_format: str = typer.Option("egohos", "--format", help="egohos: labels/<id>.png (default); coco: predictions.coco.json"),
     report: bool = typer.Option(True, "--report/--no-report", help="also write OUT/report.html (frames in order, hand timeline)"),
 ) -> None:
     """Segment the object held in each hand of every input image (no narration needed)."""
     from pipeline import predict as pp
-    from pipeline.baselines import load_checkpoints
+    from pipeline.score_methods import load_checkpoints
     from pipeline.coco import CocoWriter, class_scores
     from pipeline.errors import WishError
-    from pipeline.evaluate import predict as run_predict
+    from pipeline.score import predict as run_predict
     from pipeline.io import atomic_dir
     from pipeline.report_sheets import PredictReport
 
@@ -74,8 +74,8 @@ def evaluate(
 ) -> None:
     """Score the model and the baselines on an eval set: metrics.json, per_class.csv, labels/, overlays/, report.html."""
     from pipeline import predict as pp
-    from pipeline.baselines import load_checkpoints
-    from pipeline.evaluate import evaluate as run_evaluate
+    from pipeline.score_methods import load_checkpoints
+    from pipeline.score import evaluate as run_evaluate
     from pipeline.io import atomic_dir
 
     p = setup(params)
@@ -89,7 +89,7 @@ def evaluate(
     with atomic_dir(out) as tmp:
         metrics = run_evaluate(source, names, models, p, tmp)
         if report:
-            from pipeline.evaluate import dvc_metrics
+            from pipeline.score import dvc_metrics
             from pipeline.report import write_eval_report
 
             write_eval_report(tmp, source, dvc_metrics(metrics), p.score, tmp / "report.html")
@@ -118,7 +118,7 @@ def _eval_source(evalset: Path | None, visor: Path | None, images: Path | None, 
 
 
 def check_methods(names: list[str]) -> None:
-    from pipeline.baselines import METHODS
+    from pipeline.score_methods import METHODS
     from pipeline.errors import WishError
 
     unknown = [m for m in names if m not in METHODS]

@@ -46,7 +46,7 @@ def run(
 
 def _eval_report(result, metrics, evalset, visor, images, mapping, sheet, p, root, out) -> None:
     from pipeline.errors import WishError
-    from pipeline.evaluate import dvc_metrics
+    from pipeline.score import dvc_metrics
     from pipeline.io import table_meta
     from pipeline.report import write_eval_report
     from pipeline.report_sheets import pseudolabel_sheet

@@ -15,7 +15,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     import pandas as pd
 
     from pipeline.io import atomic_dir, atomic_path, read_table, write_json, write_table
-    from pipeline.motion_io import hands_by_frame, masks_by_frame, status_counts, write_maps
+    from pipeline.responsibility_io import hands_by_frame, masks_by_frame, status_counts, write_maps
     from pipeline.schemas import FRAMES, HANDS, MASKS, MOTION_SCORES
 
     p = setup(params)
@@ -59,7 +59,7 @@ def _compute(frames, hands: dict, masks: dict, rp, on_ray=None) -> tuple[list[st
     """Frame ids, quantised (2, h, w) maps and MOTION_SCORES rows, decoding each source video once."""
     from tqdm import tqdm
 
-    from pipeline.motion import MotionConfig
+    from pipeline.responsibility import MotionConfig
 
     cfg = MotionConfig(rp.temperature, rp.flow, rp.ransac_reproj_threshold, rp.min_hand_points, rp.static_motion,
                        rp.camera_compensation, rp.hand_samples, rp.flow_preset)
@@ -80,8 +80,8 @@ def _compute(frames, hands: dict, masks: dict, rp, on_ray=None) -> tuple[list[st
 def _one_source(source: Path, group, hands: dict, masks: dict, rp, cfg):
     import numpy as np
 
-    from pipeline.motion import frame_motion, quantise
-    from pipeline.motion_io import neighbours_of, read_source_frames, score_rows, wanted_indices, work_geometry
+    from pipeline.responsibility import frame_motion, quantise
+    from pipeline.responsibility_io import neighbours_of, read_source_frames, score_rows, wanted_indices, work_geometry
 
     offsets = _offsets(rp.offsets)
     shape, scale = work_geometry(int(group.iloc[0].width), int(group.iloc[0].height), rp.work_side)
@@ -97,8 +97,8 @@ def _one_source(source: Path, group, hands: dict, masks: dict, rp, cfg):
 
 def _overlays(frames, ids: list[str], maps: list, df, n: int, root: Path, out: Path) -> None:
     from pipeline.io import read_image, write_image
-    from pipeline.motion import dequantise
-    from pipeline.motion_io import overlay, overlay_picks
+    from pipeline.responsibility import dequantise
+    from pipeline.responsibility_io import overlay, overlay_picks
     from pipeline.overlay import RESPONSIBILITY_LEGEND, with_legend
 
     usable = set(df.loc[df["status"] == "ok", "frame_id"])

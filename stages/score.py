@@ -2,7 +2,7 @@
 
 Writes ROOT/score/ (metrics.json with every number, predictions.parquet, labels/<method>/, overlays/,
 per_frame.csv, boundary/) and the DVC files METRICS_DIR/score.json (flat "method.metric" keys, the stable subset chosen by
-pipeline.evaluate.dvc_metrics), METRICS_DIR/per_class.csv (method, class, iou: for `dvc plots`) and
+pipeline.score.dvc_metrics), METRICS_DIR/per_class.csv (method, class, iou: for `dvc plots`) and
 METRICS_DIR/report.html (pipeline.report: every eval frame side by side, the table of score.json, pseudo-labels).
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Optional[Pa
     import pandas as pd
 
     from pipeline import predict as pp
-    from pipeline.baselines import load_checkpoints
-    from pipeline.evaluate import dvc_metrics, evaluate
+    from pipeline.score_methods import load_checkpoints
+    from pipeline.score import dvc_metrics, evaluate
     from pipeline.io import atomic_dir, write_csv, write_json
     from stages.predict import check_methods, summary
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipeline import predict as pp
-from pipeline.baselines import nearest
+from pipeline.score_methods import nearest
 from pipeline.errors import WishError
 from pipeline.io import read_table
 from pipeline.labelmap import Decision, compose
@@ -278,7 +278,7 @@ def _regions(n_obj: int = 3):
 def test_head_ablations_use_one_head_each():
     import torch
 
-    from pipeline.baselines import wish_contact_only, wish_matching_only
+    from pipeline.score_methods import wish_contact_only, wish_matching_only
     from pipeline.heads import Heads, HeadsConfig, PairHead
 
     torch.manual_seed(0)
@@ -309,7 +309,7 @@ class FakeAdapters:
 
 def test_narration_baseline_and_pseudolabels_follow_the_scores():
     from pipeline.align import NarrationTexts
-    from pipeline.baselines import narration, pseudolabel
+    from pipeline.score_methods import narration, pseudolabel
 
     hands, objs, fr = _regions()
     # one phrase naming no hand: left best region 2 (0.9), right best region 0 (0.4)

@@ -127,8 +127,8 @@ def test_region_scores_from_rle_runs_equal_the_resampling_reference(work):
     import cv2
 
     from pipeline import rle
-    from pipeline.motion import _coverage, region_motion_scores
-    from pipeline.motion_pool import area_matrix, pooled_scores, rle_runs
+    from pipeline.responsibility import _coverage, region_motion_scores
+    from pipeline.responsibility_pool import area_matrix, pooled_scores, rle_runs
 
     masks = _eval_masks()
     full = masks[0].shape

@@ -210,7 +210,7 @@ class VisorEvalFrame:
 
 @dataclass
 class VisorEvalSet:
-    """VISOR annotations + EPIC frames, with the interface pipeline.evaluate.evaluate reads from an EvalSet.
+    """VISOR annotations + EPIC frames, with the interface pipeline.score.evaluate reads from an EvalSet.
     Ground truth is rasterised at each image's own size, so 456x256 EPIC frames and 1920x1080 ones both work."""
     root: Path
     frames: list[VisorEvalFrame]

@@ -30,7 +30,7 @@ DECIMALS = 4
 
 def run_methods(ctx: FrameContext, methods: list[str], models, params) -> dict[str, tuple[dict, np.ndarray]]:
     """{method: (decisions, label map)} for one frame."""
-    from pipeline.baselines import METHODS
+    from pipeline.score_methods import METHODS
 
     out = {}
     for m in methods:
@@ -41,7 +41,7 @@ def run_methods(ctx: FrameContext, methods: list[str], models, params) -> dict[s
 
 def usable_methods(methods: list[str], has_narrations: bool) -> tuple[list[str], list[str]]:
     """(methods to run, methods skipped because the eval set has no narrations)."""
-    from pipeline.baselines import NEEDS_NARRATIONS
+    from pipeline.score_methods import NEEDS_NARRATIONS
 
     skipped = [m for m in methods if m in NEEDS_NARRATIONS and not has_narrations]
     return [m for m in methods if m not in skipped], skipped
@@ -50,7 +50,7 @@ def usable_methods(methods: list[str], has_narrations: bool) -> tuple[list[str],
 def evaluate(evalset_dir, methods: list[str], models, params, out: Path) -> dict:
     """Score `methods` on every frame of an eval-format dir (or an already opened EvalSet-like source, e.g.
     pipeline.data.visor.VisorEvalSet); writes the layout above into `out`."""
-    from pipeline.baselines import NEEDS_REGIONS
+    from pipeline.score_methods import NEEDS_REGIONS
     from pipeline.boundary import contact_boundary
     from pipeline.data.evalset import load_evalset
 
@@ -171,7 +171,7 @@ def predict(inputs, method: str, models, params, out: Path, overlays: bool = Tru
     """Narration-free prediction on (image_id, image) pairs; writes labels/ and boundary/ (EgoHOS PNGs, unless
     write_labels is off), overlays/, predictions.parquet. on_frame(ctx, rows, label_map) sees every frame (the
     COCO export and the HTML report collect through it)."""
-    from pipeline.baselines import NEEDS_GT, NEEDS_NARRATIONS, NEEDS_REGIONS
+    from pipeline.score_methods import NEEDS_GT, NEEDS_NARRATIONS, NEEDS_REGIONS
     from pipeline.boundary import contact_boundary
 
     if method in NEEDS_NARRATIONS | NEEDS_GT:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import motion as M
-from pipeline import motion_io as MIO
+from pipeline import responsibility as M
+from pipeline import responsibility_io as MIO
 from pipeline import rle
 from pipeline.io import read_table, write_image, write_table
 from pipeline.schemas import FRAMES, HANDS, MASKS, MOTION_SCORES

@@ -1,4 +1,4 @@
-"""I/O around pipeline.motion: neighbour frames from the source videos, hands and masks per frame, the
+"""I/O around pipeline.responsibility: neighbour frames from the source videos, hands and masks per frame, the
 responsibility HDF5, MOTION_SCORES rows and overlays.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.data.epic import EPIC_FRAME
 from pipeline.errors import WishError
-from pipeline.motion import OK, FrameMotion, dequantise, quantise
+from pipeline.responsibility import OK, FrameMotion, dequantise, quantise
 from pipeline.schemas import RESPONSIBILITY_MAPS
 from pipeline.types import SIDES, Hand
 
@@ -111,10 +111,10 @@ def score_rows(frame_id: str, fm: FrameMotion, masks: pd.DataFrame | None) -> li
 def mask_scores(fm: FrameMotion, masks: pd.DataFrame | None) -> tuple[list[int], np.ndarray]:
     """(mask ids, (2, M) scores): object masks ignore hand-mask pixels, hand masks are scored whole.
 
-    Same numbers as region_motion_scores on the decoded masks, computed from the RLEs (pipeline.motion_pool)."""
+    Same numbers as region_motion_scores on the decoded masks, computed from the RLEs (pipeline.responsibility_pool)."""
     from pipeline import rle
-    from pipeline.motion import _coverage
-    from pipeline.motion_pool import pooled_scores
+    from pipeline.responsibility import _coverage
+    from pipeline.responsibility_pool import pooled_scores
 
     if masks is None or masks.empty:
         return [], np.zeros((2, 0), np.float32)

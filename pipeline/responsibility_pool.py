@@ -1,6 +1,6 @@
 """Mean responsibility inside ~100 proposals per frame without decoding or resampling one mask at a time.
 
-pipeline.motion.region_motion_scores (the reference) resamples each full-resolution mask to the work resolution
+pipeline.responsibility.region_motion_scores (the reference) resamples each full-resolution mask to the work resolution
 (cv2 INTER_AREA), multiplies by the maps and sums: ~60% of the responsibility stage's time. INTER_AREA is a
 linear map A(m) = Ry m Rx^T with sparse area-overlap matrices, so
 

@@ -5,7 +5,7 @@ the flow carries the hand's points, and per pixel a softmax over exp(-d / temper
 observed flow and each model's predicted flow. The background model is zero flow (COHESIV) or, with camera
 compensation, a homography fitted on points outside the hands. Maps are averaged over the offsets.
 
-Everything here is a pure function on arrays in work-resolution pixels; I/O lives in pipeline/motion_io.py.
+Everything here is a pure function on arrays in work-resolution pixels; I/O lives in pipeline/responsibility_io.py.
 """
 from __future__ import annotations
 
