@@ -29,6 +29,14 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 @dataclass
+class Perception:
+    """Hands, proposals (objects first) and their region embeddings (None: not computed) of one image."""
+    hands: list[Hand]
+    proposals: list[Proposal]
+    features: np.ndarray | None = None
+
+
+@dataclass
 class FrameContext:
     """Everything a method may look at for one image. `objects` are the object proposals, ranked; mask_ids in
     decisions index this list. `regions` is the FrameRegions of the learned parts (None if not built)."""
@@ -149,26 +157,33 @@ class Models:
 
     def context(self, image_id: str, image: np.ndarray, narrations: pd.DataFrame | None = None,
                 with_regions: bool = True) -> FrameContext:
+        return self.assemble(image_id, image, self.perceive(image, with_regions), narrations)
+
+    def perceive(self, image: np.ndarray, with_regions: bool = True) -> Perception:
+        """What the models see in one image: hands, proposals (the masks stage's own path: objects first, so a
+        region's mask_id is its index in ctx.objects) and, with_regions, their embeddings."""
         from pipeline.masks.run import frame_proposals
 
         hands = self.detector.detect(image)
-        # the masks stage's own path (objects first, so a region's mask_id is its index in ctx.objects)
         proposals = frame_proposals(self.proposer, image, hands, self.p.masks)
-        objects = [q.mask for q in proposals if q.kind == "object"]
-        ctx = FrameContext(image_id, image, hands, _hand_masks_by_side(hands, proposals), objects,
-                           narrations=pd.DataFrame() if narrations is None else narrations)
+        feats = None
         if with_regions:
-            ctx.regions = self.frame_regions(ctx, proposals)
-        return ctx
+            feats = self.encoders[0].encode(image, [q.mask for q in proposals]) if proposals else np.zeros((0, 1))
+            feats = np.asarray(feats, np.float32).reshape(len(proposals), -1)
+        return Perception(hands, proposals, feats)
 
-    def frame_regions(self, ctx: FrameContext, proposals: list[Proposal]):
-        """FrameRegions of `proposals` (objects first, so region mask_ids index ctx.objects)."""
+    def assemble(self, image_id: str, image: np.ndarray, seen: Perception,
+                 narrations: pd.DataFrame | None = None) -> FrameContext:
+        """The FrameContext of a perceived image (here or on an executor worker: pipeline/score_shards.py)."""
         from pipeline.regions import FrameRegions
 
-        feats = self.encoders[0].encode(ctx.image, [q.mask for q in proposals]) if proposals else np.zeros((0, 1))
-        h, w = ctx.shape
-        return FrameRegions.from_proposals(ctx.image_id, h, w, ctx.hands, proposals,
-                                           np.asarray(feats, np.float32).reshape(len(proposals), -1))
+        objects = [q.mask for q in seen.proposals if q.kind == "object"]
+        ctx = FrameContext(image_id, image, seen.hands, _hand_masks_by_side(seen.hands, seen.proposals), objects,
+                           narrations=pd.DataFrame() if narrations is None else narrations)
+        if seen.features is not None:
+            h, w = ctx.shape
+            ctx.regions = FrameRegions.from_proposals(image_id, h, w, seen.hands, seen.proposals, seen.features)
+        return ctx
 
     def text_features(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.encoders[1].encode(texts), np.float32)

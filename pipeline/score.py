@@ -53,6 +53,7 @@ def evaluate(evalset_dir, methods: list[str], models, params, out: Path) -> dict
     from pipeline.score_methods import NEEDS_REGIONS
     from pipeline.boundary import contact_boundary
     from pipeline.data.evalset import load_evalset
+    from pipeline.score_shards import iter_contexts
 
     es = load_evalset(evalset_dir) if isinstance(evalset_dir, (str, Path)) else evalset_dir
     evalset_dir = es.root
@@ -63,12 +64,12 @@ def evaluate(evalset_dir, methods: list[str], models, params, out: Path) -> dict
     scorers = {m: Scorer(boundary_px=bpx) for m in methods}
     recall = ProposalRecall()
     rows, per_frame = [], []
-    for frame in tqdm(es.frames, desc="evaluate", unit="frame"):
-        gt, image = es.labels(frame), es.image(frame)
+    items = ((f.image_id, es.image(f), es.narrations_for(f.image_id)) for f in es.frames)
+    contexts = iter_contexts(items, models, params, with_regions=bool(NEEDS_REGIONS & set(methods)))
+    for frame, ctx in tqdm(zip(es.frames, contexts), desc="evaluate", unit="frame", total=len(es.frames)):
+        gt, image = es.labels(frame), ctx.image
         if gt.shape != image.shape[:2]:
             raise WishError(frame.label_path, f"label map {gt.shape} does not match image {image.shape[:2]}")
-        narr = es.narrations_for(frame.image_id)
-        ctx = models.context(frame.image_id, image, narr, with_regions=bool(NEEDS_REGIONS & set(methods)))
         ctx.gt = gt
         recall.add(ctx)
         results = run_methods(ctx, methods, models, params)
@@ -171,14 +172,17 @@ def predict(inputs, method: str, models, params, out: Path, overlays: bool = Tru
     """Narration-free prediction on (image_id, image) pairs; writes labels/ and boundary/ (EgoHOS PNGs, unless
     write_labels is off), overlays/, predictions.parquet. on_frame(ctx, rows, label_map) sees every frame (the
     COCO export and the HTML report collect through it)."""
-    from pipeline.score_methods import NEEDS_GT, NEEDS_NARRATIONS, NEEDS_REGIONS
     from pipeline.boundary import contact_boundary
+    from pipeline.score_methods import NEEDS_GT, NEEDS_NARRATIONS, NEEDS_REGIONS
+    from pipeline.score_shards import iter_contexts
 
     if method in NEEDS_NARRATIONS | NEEDS_GT:
         raise WishError(None, f"method {method!r} needs narrations or ground truth; `wish predict` has neither")
     rows = []
-    for image_id, image in tqdm(inputs, desc="predict", unit="image"):
-        ctx = models.context(image_id, image, None, with_regions=method in NEEDS_REGIONS)
+    items = ((image_id, image, None) for image_id, image in inputs)
+    for ctx in tqdm(iter_contexts(items, models, params, with_regions=method in NEEDS_REGIONS), desc="predict",
+                    unit="image"):
+        image_id, image = ctx.image_id, ctx.image
         decisions, label_map = run_methods(ctx, [method], models, params)[method]
         frame_rows = prediction_rows(ctx, method, decisions, label_map)
         rows += frame_rows

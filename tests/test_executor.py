@@ -109,6 +109,32 @@ def _same_artifacts(a: Path, b: Path) -> None:
     assert (a / "embed" / "summary.json").read_text() == (b / "embed" / "summary.json").read_text()
 
 
+def test_score_perception_on_ray_gives_the_local_predictions(cluster, tmp_path):
+    """`wish predict` / `score` perceive images on the actors (pipeline/score_shards.py) and decide in the driver:
+    the predictions (masks as RLE, probabilities) equal the local loop's, row for row."""
+    from pipeline.params import load_params
+    from pipeline.predict import build_models, iter_inputs
+    from pipeline.score import predict
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in sorted((DATA / "evalset" / "images").iterdir())[:2]:
+        os.symlink(name, images / name.name)
+    base = load_params(ROOT / "params.yaml")
+    small = base.masks.model_copy(update={"max_proposals": 20})
+    local = base.model_copy(update={"masks": small, "common": base.common.model_copy(update={"num_threads": 1})})
+    on_ray = local.model_copy(update={"common": local.common.model_copy(update={
+        "executor": "ray", "ray": RayParams(workers=2, shard_frames=1, shard_dir=str(tmp_path / "shards"))})})
+    out = {}
+    for name, p in (("local", local), ("ray", on_ray)):
+        # pseudolabel_priors needs region embeddings but no trained checkpoint: the whole perception path
+        out[name] = predict(iter_inputs(images), "pseudolabel_priors", build_models(p, tmp_path / "none"), p,
+                            tmp_path / name, overlays=False)
+    assert len(out["local"]) == 4 and out["local"]["holds"].any()
+    pd.testing.assert_frame_equal(out["local"], out["ray"])
+    assert not (tmp_path / "shards").exists() or not any((tmp_path / "shards").iterdir())
+
+
 # ---- a worker killed with -9 mid-stage ---------------------------------------------------------------------
 
 def _logged_setup(log_dir: str) -> str:
