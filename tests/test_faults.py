@@ -1,6 +1,12 @@
 """Faults as tests, on a few real frames in a throw-away DVC project: the declared outs are every file the pipeline
-writes, and kill -9 of each heavy stage mid-run leaves no process of it running, no temp dir after the next run,
-and the next `dvc repro` ends with the same outputs."""
+writes, and kill -9 of each stage mid-run leaves no process of it running, no temp dir after the next run, and the
+next `dvc repro` ends with the same outputs.
+
+The per-frame stages are killed inside their main loop. align, pseudolabel and heads compute first and write their
+outputs in well under a second at the end, and score writes as it goes; they are killed at two exact points of that
+write, chosen through strace (attached to the running stage, no hook in the code): on entering the first rename
+(a file of the new output complete in the temp dir, not yet in place), and right after the old output was moved
+aside (strace holds the stage there until the test kills it)."""
 from __future__ import annotations
 
 import os
@@ -27,11 +33,15 @@ SMALL = {
                                                "window_scales": [60], "workers": 2}},
     "embed": {"batch_size": 16, "offline": {"image_size": 64}},
     "responsibility": {"offsets": [1], "overlays": 1, "work_side": 160},
+    "align": {"epochs": 12},
+    "pseudolabel": {"overlays": 2},
+    "heads": {"epochs": 15},
+    "score": {"methods": ["wish", "baseline_nearest", "pseudolabel"], "report_max_frames": 4},
 }
-# stage -> what its log shows once its main loop runs (tqdm prints the bar at 0%). The per-frame stages only: the
-# training stages and score need the whole pipeline, minutes on 2 cores, and write through the same atomic_dir.
+# stage -> what its log shows once its main loop runs (tqdm prints the bar at 0%)
 HEAVY = {"hands": "hands", "masks": "masks", "embed": "embed regions", "responsibility": "responsibility"}
-TARGETS = ("embed", "responsibility")  # with their upstream: frames, nouns, hands, masks
+LATE = ("align", "pseudolabel", "heads", "score")  # killed while they write (see the module docstring)
+TARGETS = ("score",)  # and everything upstream: the whole pipeline
 TEMP = re.compile(r"^\..+\.\d+\.")  # pipeline.io temp names: .<target>.<pid>.<...>
 
 
@@ -79,7 +89,7 @@ def project(tmp_path_factory):
     for folder in ("contact_frames", "rgb_frames"):  # declared frames deps; empty: one clip is enough here
         (data / "epic" / folder).mkdir()
     os.symlink(DATA / "epic" / "clips" / PLATE, data / "epic" / "clips" / PLATE)
-    for name in ("annotations", "clips.csv"):
+    for name in ("annotations", "clips.csv", "extra_frames.csv"):
         os.symlink(DATA / "epic" / name, data / "epic" / name)
     mini_evalset(DATA / "evalset", data / "evalset")
     proj = base / "proj"
@@ -101,7 +111,6 @@ def declared(proj: Path) -> list[Path]:
 
 
 def test_every_written_file_is_a_declared_out(project):
-    """Of the stages run here; the others write only inside their atomic_dir(artifacts/<stage>) or metrics/."""
     proj, _ = project
     outs = declared(proj)
     written = [p.relative_to(proj) for top in ("artifacts", "metrics") for p in (proj / top).rglob("*") if p.is_file()]
@@ -174,6 +183,63 @@ def test_kill_9_mid_stage_leaves_nothing_and_the_next_repro_restores(stage, proj
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
+    again = dvc(proj, "repro", *TARGETS)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert temp_leftovers(proj) == []
+    assert lock_outs(proj) == before
+
+
+RENAMES = "rename,renameat,renameat2"
+
+
+def strace(pid: int, proj: Path, trace: Path, inject: list[str]) -> subprocess.Popen:
+    """strace attached to `pid` (all its threads and children), faults injected into its renames; returns once
+    attached."""
+    assert shutil.which("strace"), "strace is needed ([tool.wish] debian in pyproject.toml)"
+    tracer = subprocess.Popen(["strace", "-qq", "-f", "-p", str(pid), "-o", str(trace), "-e", f"trace={RENAMES}",
+                               *inject], cwd=proj, stderr=subprocess.DEVNULL)
+
+    def attached() -> bool:
+        status = (Path("/proc") / str(pid) / "status").read_text()
+        return int(re.search(r"TracerPid:\s*(\d+)", status)[1]) == tracer.pid
+    wait_for(attached, 30, "strace to attach")
+    return tracer
+
+
+@pytest.mark.parametrize("point", ["first_rename", "old_moved_aside"])
+@pytest.mark.parametrize("stage", LATE)
+def test_kill_9_while_a_late_stage_writes_leaves_nothing_and_the_next_repro_restores(stage, point, project, tmp_path):
+    proj, before = project
+    out_dir, trace = Path("artifacts") / stage, tmp_path / "strace.txt"
+    with open(tmp_path / "log.txt", "wb") as out:
+        run = subprocess.Popen(["dvc", "repro", "--force", "-s", stage], cwd=proj, env=env(proj), stdout=out,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    tracer = None
+    try:
+        pid = wait_for(lambda: stage_pid(run.pid, stage), 120, f"{stage} to start")
+        if point == "first_rename":  # the kernel kills it on entering the syscall: the rename is not done
+            tracer = strace(pid, proj, trace, ["-e", f"inject={RENAMES}:signal=KILL:when=1"])
+        else:  # the rename of the old output is done, then strace holds the stage for up to 300 s
+            tracer = strace(pid, proj, trace, ["-P", str(out_dir), "-e", f"inject={RENAMES}:delay_exit=300000000"])
+            wait_for(lambda: not (proj / out_dir).exists(), 240, f"{stage} to move its old output aside")
+            os.kill(pid, signal.SIGKILL)
+            tracer.terminate()  # strace, holding the dead stage until its delay ends, lets it go to its parent
+        assert run.wait(240) != 0
+        tracer.wait(30)
+        killed_at = [line for line in trace.read_text().splitlines() if "rename" in line][-1]
+        expect = (rf'^{pid} rename\w*\("[^"]*artifacts/\.{stage}\.{pid}\.\w+/' if point == "first_rename"
+                  else rf'^{pid} rename\("{out_dir}", "artifacts/\.{stage}\.{pid}\.old"')
+        assert re.search(expect, killed_at), killed_at
+        assert wait_for(lambda: session_processes(run.pid, proj) == [] or None, 20, "the stage's processes to exit")
+    finally:
+        for proc in (run, tracer):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL) if proc is run else proc.kill()
+    for _ in range(100):  # the dead stage's janitor cleans up at once, whether or not the next run re-runs it
+        if not temp_leftovers(proj):
+            break
+        time.sleep(0.2)
+    assert temp_leftovers(proj) == []
     again = dvc(proj, "repro", *TARGETS)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert temp_leftovers(proj) == []
