@@ -72,3 +72,23 @@ def test_atomic_dir_killed_at_each_step_leaves_one_whole_output(tmp_path, kill_a
     killed_writer(target, kill_after, "dir")
     assert settled(tmp_path, ["stage"]) == ["stage"]
     assert [p.name for p in target.iterdir()] == ["a.txt"] and (target / "a.txt").read_text() == content
+
+
+def test_atomic_dir_failing_between_its_renames_puts_the_old_output_back(tmp_path, monkeypatch):
+    from pipeline.io import atomic_dir
+
+    target = tmp_path / "stage"
+    target.mkdir()
+    (target / "a.txt").write_text("old")
+    real = Path.rename
+
+    def rename(self, dst):
+        if self.name.startswith(".stage.") and not self.name.endswith(".old"):  # the new output's move into place
+            raise OSError("disk gone")
+        return real(self, dst)
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(OSError, match="disk gone"):
+        with atomic_dir(target) as out:
+            (out / "a.txt").write_text("new")
+    monkeypatch.undo()
+    assert settled(tmp_path, ["stage"]) == ["stage"] and (target / "a.txt").read_text() == "old"

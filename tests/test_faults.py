@@ -6,7 +6,7 @@ The per-frame stages are killed inside their main loop. align, pseudolabel and h
 outputs in well under a second at the end, and score writes as it goes; they are killed at two exact points of that
 write, chosen through strace (attached to the running stage, no hook in the code): on entering the first rename
 (a file of the new output complete in the temp dir, not yet in place), and right after the old output was moved
-aside (strace holds the stage there until the test kills it)."""
+aside (strace holds the stage there until the test kills it) or, for score, before it writes metrics/."""
 from __future__ import annotations
 
 import os
@@ -190,13 +190,17 @@ def test_kill_9_mid_stage_leaves_nothing_and_the_next_repro_restores(stage, proj
 
 
 RENAMES = "rename,renameat,renameat2"
+# align, pseudolabel and heads declare files in their folder: DVC deletes them before the run and leaves the folder,
+# which atomic_dir moves aside. score declares the whole artifacts/score, which DVC deletes: nothing is moved aside,
+# so its second point is after the new artifacts/score is in place, before metrics/ is written.
+CASES = [(s, p) for s in LATE for p in ("first_rename", "before_metrics" if s == "score" else "old_moved_aside")]
 
 
-def strace(pid: int, proj: Path, trace: Path, inject: list[str]) -> subprocess.Popen:
-    """strace attached to `pid` (all its threads and children), faults injected into its renames; returns once
+def strace(pid: int, proj: Path, trace: Path, calls: str, inject: list[str]) -> subprocess.Popen:
+    """strace attached to `pid` (all its threads and children), faults injected into `calls`; returns once
     attached."""
     assert shutil.which("strace"), "strace is needed ([tool.wish] debian in pyproject.toml)"
-    tracer = subprocess.Popen(["strace", "-qq", "-f", "-p", str(pid), "-o", str(trace), "-e", f"trace={RENAMES}",
+    tracer = subprocess.Popen(["strace", "-qq", "-f", "-p", str(pid), "-o", str(trace), "-e", f"trace={calls}",
                                *inject], cwd=proj, stderr=subprocess.DEVNULL)
 
     def attached() -> bool:
@@ -206,30 +210,39 @@ def strace(pid: int, proj: Path, trace: Path, inject: list[str]) -> subprocess.P
     return tracer
 
 
-@pytest.mark.parametrize("point", ["first_rename", "old_moved_aside"])
-@pytest.mark.parametrize("stage", LATE)
+def kill_point(stage: str, point: str, pid: int, proj: Path, trace: Path) -> tuple[subprocess.Popen, str]:
+    """strace set to stop the stage at `point`, and the pattern the stage's last traced call must match."""
+    def killed_on_entering(calls: str) -> list[str]:  # by the kernel: the call itself is not done
+        return ["-e", f"inject={calls}:signal=KILL:when=1"]
+    if point == "first_rename":  # a file of the new output is complete in the temp dir, not yet renamed
+        return (strace(pid, proj, trace, RENAMES, killed_on_entering(RENAMES)),
+                rf'rename\w*\("[^"]*artifacts/\.{stage}\.{pid}\.\w+/')
+    if point == "before_metrics":  # its first call on metrics/: the mkdir of score.json's folder
+        return strace(pid, proj, trace, "mkdir", ["-P", "metrics", *killed_on_entering("mkdir")]), r'mkdir\("metrics"'
+    # old_moved_aside: the rename is done, then strace holds the stage for up to 300 s, until the test kills it
+    hold = ["-P", f"artifacts/{stage}", "-e", f"inject={RENAMES}:delay_exit=300000000"]
+    return strace(pid, proj, trace, RENAMES, hold), rf'rename\("artifacts/{stage}", "artifacts/\.{stage}\.{pid}\.old"\)'
+
+
+@pytest.mark.parametrize("stage, point", CASES)
 def test_kill_9_while_a_late_stage_writes_leaves_nothing_and_the_next_repro_restores(stage, point, project, tmp_path):
     proj, before = project
-    out_dir, trace = Path("artifacts") / stage, tmp_path / "strace.txt"
+    trace = tmp_path / "strace.txt"
     with open(tmp_path / "log.txt", "wb") as out:
         run = subprocess.Popen(["dvc", "repro", "--force", "-s", stage], cwd=proj, env=env(proj), stdout=out,
                                stderr=subprocess.STDOUT, start_new_session=True)
     tracer = None
     try:
         pid = wait_for(lambda: stage_pid(run.pid, stage), 120, f"{stage} to start")
-        if point == "first_rename":  # the kernel kills it on entering the syscall: the rename is not done
-            tracer = strace(pid, proj, trace, ["-e", f"inject={RENAMES}:signal=KILL:when=1"])
-        else:  # the rename of the old output is done, then strace holds the stage for up to 300 s
-            tracer = strace(pid, proj, trace, ["-P", str(out_dir), "-e", f"inject={RENAMES}:delay_exit=300000000"])
-            wait_for(lambda: not (proj / out_dir).exists(), 240, f"{stage} to move its old output aside")
+        tracer, expect = kill_point(stage, point, pid, proj, trace)
+        if point == "old_moved_aside":
+            wait_for(lambda: (proj / "artifacts" / f".{stage}.{pid}.old").is_dir(), 240, f"{stage} to move it aside")
             os.kill(pid, signal.SIGKILL)
             tracer.terminate()  # strace, holding the dead stage until its delay ends, lets it go to its parent
         assert run.wait(240) != 0
         tracer.wait(30)
-        # the stage's last rename (its entry line: "<pid>  rename(...) <unfinished ...>" when threads interleave)
-        calls = [line for line in trace.read_text().splitlines() if re.match(rf"{pid}\s+rename\w*\(", line)]
-        expect = (rf'\("[^"]*artifacts/\.{stage}\.{pid}\.\w+/' if point == "first_rename"  # into its temp dir
-                  else rf'\("{out_dir}", "artifacts/\.{stage}\.{pid}\.old"\)')
+        # the stage's last traced call (its entry line: "<pid>  rename(...) <unfinished ...>" when threads interleave)
+        calls = [line for line in trace.read_text().splitlines() if re.match(rf"{pid}\s+\w+\(", line)]
         assert calls and re.search(expect, calls[-1]), calls[-1:]
         assert wait_for(lambda: session_processes(run.pid, proj) == [] or None, 20, "the stage's processes to exit")
     finally:
