@@ -189,8 +189,8 @@ def _run_ray(task: Task, todo: list[Shard], common, finish) -> int:
         actor = ray.remote(num_cpus=rp.cpus_per_worker, num_gpus=gpus, max_restarts=RETRIES,
                            max_task_retries=RETRIES)(_Worker)
         threads = common.num_threads  # as the local stage: same torch thread count, same float sums
-        workers = [actor.remote(task.setup, task.setup_args, common.seed, threads) for _ in range(n)]
-        queue, running = list(todo), {}
+        workers: list[Any] = [actor.remote(task.setup, task.setup_args, common.seed, threads) for _ in range(n)]
+        queue, running = list(todo), dict[Any, tuple[Any, Shard]]()  # ray object ref -> (actor handle, shard)
         with tqdm(total=sum(s.frames for s in todo), desc=f"{task.name} (ray x{n})", unit="frame") as bar:
             for w in workers:
                 _submit(task, w, queue, running)
@@ -220,7 +220,7 @@ def _get(ref):
         raise
 
 
-def _submit(task: Task, worker, queue: list[Shard], running: dict) -> None:
+def _submit(task: Task, worker, queue: list[Shard], running: dict[Any, tuple[Any, Shard]]) -> None:
     if queue:
         s = queue.pop(0)
         running[worker.run.remote(task.run, s.payload)] = (worker, s)
@@ -235,7 +235,7 @@ def connect(common) -> bool:
         return False
     rp = common.ray
     # workers import this checkout's `pipeline`: ship it as the job's code (a remote cluster has no copy)
-    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}}
+    env: dict[str, Any] = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}}
     if rp.address:
         env = {"working_dir": str(REPO), "excludes": ["artifacts/", ".dvc/", ".git/", "metrics/"]}
         ray.init(address=rp.address, runtime_env=env, log_to_driver=False)

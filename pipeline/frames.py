@@ -211,15 +211,16 @@ def iter_source(src: Source, stride: int, fps: dict[str, float],
         for k, ((n, _), bgr) in enumerate(zip(files, read_frame_files(src.path, [f for _, f in files]))):
             yield k * folder_stride, n, (n / rate if rate else float("nan")), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return
-    if src.epic_start is not None:  # a short clip of an EPIC video (clips.csv): mapped linearly onto its range
+    # a short clip of an EPIC video (clips.csv): mapped linearly onto its range
+    if src.epic_start is not None and src.epic_end is not None:
         if video_fps is None:
             raise WishError(src.path, f"video id {src.video_id!r} (from clips.csv) is not in the EPIC video info CSV")
         images = read_video(src.path)
         numbers = clip_to_epic(len(images), src.epic_start, src.epic_end)
         for i in range(0, len(images), stride):
-            yield i, int(numbers[i]), int(numbers[i]) / rate, images[i]
+            yield i, int(numbers[i]), int(numbers[i]) / epic_frame_rate(video_fps), images[i]
         return
-    if src.full_video and rate:  # a whole EPIC video: EPIC numbers its frames from 1 at `rate` per second
+    if src.full_video and video_fps and rate:  # a whole EPIC video: EPIC numbers its frames from 1 at `rate` per second
         for i, img in iter_video(src.path, stride):
             n = int(round(i * rate / video_fps)) + 1
             yield i, n, n / rate, img

@@ -53,6 +53,11 @@ def sweep_stale(directory: Path, target: str | None = None) -> None:
                 p.unlink(missing_ok=True)
 
 
+def _in_temp_dir(path: Path) -> bool:
+    """Inside some atomic_dir's temp dir, whose own janitor removes everything in it."""
+    return any(_TEMP_NAME.match(p.name) for p in path.parents)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path next to `target`; rename it onto `target` only if the block succeeds."""
@@ -64,46 +69,69 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=suffix or ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    with contextlib.nullcontext() if _in_temp_dir(target) else _janitor(tmp_path, target):
+        try:
+            yield tmp_path
+            os.replace(tmp_path, target)
+        finally:
+            if tmp_path.exists():
+                tmp_path.unlink()
+
+
+# Cleans up after a writer that dies before saying "done" on stdin: stdin reaches EOF when the writer exits, however
+# it exits (kill -9 included). It removes the temp file or dir, and when the writer died between moving its old output
+# aside and moving the new one in, it puts the old one back (or removes it once the new one is in place).
+_JANITOR = """\
+import os, shutil, sys
+tmp, target, old = sys.argv[1:]
+if sys.stdin.buffer.read() != b'done':
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif os.path.lexists(tmp):
+        os.unlink(tmp)
+    if old and os.path.isdir(old):
+        if os.path.exists(target):
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(old, target)
+"""
+
+
+@contextlib.contextmanager
+def _janitor(tmp: Path, target: Path, old: Path | None = None) -> Iterator[None]:
+    import subprocess
+    import sys
+
+    # own session: a kill of the writer's process group does not take the janitor with it
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _JANITOR, str(tmp), str(target), str(old or "")],
+                            stdin=subprocess.PIPE, start_new_session=True)
     try:
-        yield tmp_path
-        os.replace(tmp_path, target)
+        yield
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-# Removes the temp dir if its writer dies before saying "done" on stdin: stdin reaches EOF when the writer exits,
-# however it exits (kill -9 included), so even a killed stage leaves no half-built directory behind.
-_JANITOR = ("import shutil, sys\n"
-            "if sys.stdin.buffer.read() != b'done':\n"
-            "    shutil.rmtree(sys.argv[1], ignore_errors=True)\n")
+        proc.communicate(b"done")  # the writer is done: the temp path is in place or gone
 
 
 @contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Like atomic_path for a whole directory: build it aside, then swap it in."""
-    import subprocess
-    import sys
-
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(target.parent, target.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", dir=target.parent))
-    # own session: a kill of the stage's process group does not take the janitor with it
-    janitor = subprocess.Popen([sys.executable, "-I", "-S", "-c", _JANITOR, str(tmp)], stdin=subprocess.PIPE,
-                               start_new_session=True)
-    try:
-        yield tmp
-        old = target.with_name(f".{target.name}.{os.getpid()}.old")
-        if target.exists():
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    with _janitor(tmp, target, old):
+        try:
+            yield tmp
+            if target.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                target.rename(old)
+            tmp.rename(target)
             shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        janitor.communicate(b"done")  # the dir is in place or gone: nothing left to clean
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+            if old.exists() and not target.exists():  # failed between the two renames: the old output stays
+                old.rename(target)
 
 
 def write_table(df: pd.DataFrame, schema: ArtifactSchema, path: str | Path, extra_meta: dict | None = None) -> Path:

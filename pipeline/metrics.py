@@ -136,7 +136,7 @@ class Scorer:
         return out
 
     def _mean_present(self, iou: dict[int, float | None], classes: tuple[int, ...]) -> float | None:
-        vals = [iou[c] for c in classes if self.gt_px[c] > 0]
+        vals = [v for c in classes if self.gt_px[c] > 0 and (v := iou[c]) is not None]  # GT pixels: IoU defined
         return float(np.mean(vals)) if vals else None
 
 

@@ -248,12 +248,13 @@ def hand_texts(phrase: str, templates: dict[str, str]) -> dict[str, str]:
 
 
 def build_phrases(narrations: pd.DataFrame, extractor: PhraseExtractor,
-                  templates: dict[str, str]) -> tuple[pd.DataFrame, dict]:
+                  templates: dict[str, str]) -> tuple[pd.DataFrame, dict[str, float]]:
     """One row per noun phrase of each narration (PHRASES schema) and counts for the metadata."""
     texts = narrations["narration"].fillna("").astype(str).tolist()
     parsed = extractor.extract(texts)
-    rows, counts = [], {"narrations": len(narrations), "spacy": 0, "epic_noun": 0, "no_phrase": 0,
-                        "empty_narration": 0, "not_english": 0}
+    rows: list[dict] = []
+    counts: dict[str, float] = {"narrations": len(narrations), "spacy": 0, "epic_noun": 0, "no_phrase": 0,
+                                "empty_narration": 0, "not_english": 0}  # and two rates
     hits = 0
     for r, text, (hand, phrases) in zip(narrations.itertuples(index=False), texts, parsed):
         # Counted warnings, not errors: the frame keeps its narration id and falls back to EPIC's nouns.

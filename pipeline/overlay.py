@@ -6,6 +6,8 @@ a ground truth is known) and which colour is which hand / object class.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -91,7 +93,7 @@ def iou_caption(inter, union) -> str:
     return "frame IoU: " + ("  ".join(parts) if parts else "no hand or object in GT or prediction")
 
 
-def with_legend(img: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]], title: str = "") -> np.ndarray:
+def with_legend(img: np.ndarray, entries: Sequence[tuple[str, tuple[int, ...]]], title: str = "") -> np.ndarray:
     """`img` above a legend strip: the title line (if any), then a colour swatch and a name per entry, wrapped."""
     w = img.shape[1]
     scale = max(0.4, min(0.6, w / 1600))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,7 @@ def frame_numbers(pred: np.ndarray, gt: np.ndarray, boundary_px: int) -> dict:
     fs = score_frame(pred, gt, boundary_px)
     iou = {CLASS_NAMES[c]: (float(fs.inter[c] / fs.union[c]) if fs.union[c] else None) for c in CLASS_NAMES}
     bi, bu = fs.boundary
-    present = [iou[CLASS_NAMES[c]] for c in (3, 4, 5) if fs.gt_px[c]]
+    present = [v for c in (3, 4, 5) if fs.gt_px[c] and (v := iou[CLASS_NAMES[c]]) is not None]  # GT: IoU defined
     failures = []
     for h in fs.hands:
         side = SIDE_OF_HAND[h["hand_class"]]
@@ -90,7 +91,7 @@ def frame_numbers(pred: np.ndarray, gt: np.ndarray, boundary_px: int) -> dict:
                 failures=failures)
 
 
-def metric_rows(metrics: dict, methods: list[str] = ()) -> tuple[list[str], list[str]]:
+def metric_rows(metrics: dict, methods: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """(row prefixes, column suffixes) of flat "row.metric" keys, in an order that does not depend on the dict's
     (score.json is written sorted): scored methods in their order, other rows sorted, the GT counts row last;
     headline metrics first, the others sorted."""
@@ -103,7 +104,7 @@ def metric_rows(metrics: dict, methods: list[str] = ()) -> tuple[list[str], list
     return rows, cols
 
 
-def metrics_table(metrics: dict, methods: list[str] = ()) -> str:
+def metrics_table(metrics: dict, methods: Sequence[str] = ()) -> str:
     """Every key of `metrics` in one table (a row per prefix, a column per metric); cells carry data-key."""
     rows, cols = metric_rows(metrics, methods)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)

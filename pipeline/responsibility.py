@@ -66,7 +66,7 @@ _local = threading.local()  # one DIS object per thread and preset: creating one
 def _dis(preset: str):
     cache = _local.__dict__.setdefault("dis", {})
     if preset not in cache:
-        cache[preset] = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+        cache[preset] = cv2.DISOpticalFlow.create(DIS_PRESETS[preset])
     return cache[preset]
 
 

@@ -23,7 +23,7 @@ from scipy import sparse
 def area_matrix(n_in: int, n_out: int) -> sparse.csr_matrix:
     """(n_out, n_in) weights of OpenCV's INTER_AREA downscaling along one axis (computeResizeAreaTab)."""
     scale = n_in / n_out
-    rows, cols, vals = [], [], []
+    entries: list[tuple[int, int, float]] = []  # (row, col, weight)
     for d in range(n_out):
         f1 = d * scale
         f2 = f1 + scale
@@ -32,11 +32,11 @@ def area_matrix(n_in: int, n_out: int) -> sparse.csr_matrix:
         s2 = min(s2, n_in - 1)
         s1 = min(s1, s2)
         if s1 - f1 > 1e-3:
-            rows.append(d), cols.append(s1 - 1), vals.append((s1 - f1) / cell)
-        for s in range(s1, s2):
-            rows.append(d), cols.append(s), vals.append(1.0 / cell)
+            entries.append((d, s1 - 1, (s1 - f1) / cell))
+        entries += [(d, s, 1.0 / cell) for s in range(s1, s2)]
         if f2 - s2 > 1e-3:
-            rows.append(d), cols.append(s2), vals.append(min(min(f2 - s2, 1.0), cell) / cell)
+            entries.append((d, s2, min(min(f2 - s2, 1.0), cell) / cell))
+    rows, cols, vals = ([e[k] for e in entries] for k in range(3))
     return sparse.csr_matrix((vals, (rows, cols)), shape=(n_out, n_in))
 
 

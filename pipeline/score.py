@@ -108,10 +108,12 @@ class ProposalRecall:
     def add(self, ctx: FrameContext) -> None:
         from pipeline.metrics import mask_iou
 
-        drawn = np.any(list(ctx.hand_masks.values()), axis=0) if ctx.hand_masks else np.zeros(ctx.shape, bool)
+        drawn = np.zeros(ctx.shape, bool)
+        for hand in ctx.hand_masks.values():
+            drawn |= hand
         visible = [o & ~drawn for o in ctx.objects]
         for c in OBJECT_CLASSES:
-            target = ctx.gt == c
+            target = np.asarray(ctx.gt == c)
             if target.any():
                 self.best[c].append(max((mask_iou(v, target) for v in visible), default=0.0))
 
@@ -162,7 +164,7 @@ def per_class_table(scorers: dict[str, Scorer]) -> pd.DataFrame:
     for m, s in scorers.items():
         iou = s.class_iou()
         for c, name in CLASS_NAMES.items():
-            rows.append(dict(method=m, **{"class": name}, iou=None if iou[c] is None else round(iou[c], DECIMALS),
+            rows.append(dict(method=m, **{"class": name}, iou=None if (v := iou[c]) is None else round(v, DECIMALS),
                              gt_pixels=int(s.gt_px[c]), pred_pixels=int(s.pred_px[c])))
     return pd.DataFrame(rows, columns=["method", "class", "iou", "gt_pixels", "pred_pixels"])
 

@@ -47,9 +47,9 @@ class Encoders:
         return self.nouns[noun] + self.tmpl[side]
 
 
-def _box_mask(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+def _box_mask(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
     m = np.zeros((SIZE, SIZE), bool)
-    m[y0:y1, x0:x1] = True
+    m[int(y0):int(y1), int(x0):int(x1)] = True
     return m
 
 

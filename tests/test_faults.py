@@ -1,6 +1,12 @@
 """Faults as tests, on a few real frames in a throw-away DVC project: the declared outs are every file the pipeline
-writes, and kill -9 of each heavy stage mid-run leaves no process of it running, no temp dir after the next run,
-and the next `dvc repro` ends with the same outputs."""
+writes, and kill -9 of each stage mid-run leaves no process of it running, no temp dir after the next run, and the
+next `dvc repro` ends with the same outputs.
+
+The per-frame stages are killed inside their main loop. align, pseudolabel and heads compute first and write their
+outputs in well under a second at the end, and score writes as it goes; they are killed at two exact points of that
+write, chosen through strace (attached to the running stage, no hook in the code): on entering the first rename
+(a file of the new output complete in the temp dir, not yet in place), and right after the old output was moved
+aside (strace holds the stage there until the test kills it) or, for score, before it writes metrics/."""
 from __future__ import annotations
 
 import os
@@ -27,11 +33,15 @@ SMALL = {
                                                "window_scales": [60], "workers": 2}},
     "embed": {"batch_size": 16, "offline": {"image_size": 64}},
     "responsibility": {"offsets": [1], "overlays": 1, "work_side": 160},
+    "align": {"epochs": 12},
+    "pseudolabel": {"overlays": 2},
+    "heads": {"epochs": 15},
+    "score": {"methods": ["wish", "baseline_nearest", "pseudolabel"], "report_max_frames": 4},
 }
-# stage -> what its log shows once its main loop runs (tqdm prints the bar at 0%). The per-frame stages only: the
-# training stages and score need the whole pipeline, minutes on 2 cores, and write through the same atomic_dir.
+# stage -> what its log shows once its main loop runs (tqdm prints the bar at 0%)
 HEAVY = {"hands": "hands", "masks": "masks", "embed": "embed regions", "responsibility": "responsibility"}
-TARGETS = ("embed", "responsibility")  # with their upstream: frames, nouns, hands, masks
+LATE = ("align", "pseudolabel", "heads", "score")  # killed while they write (see the module docstring)
+TARGETS = ("score",)  # and everything upstream: the whole pipeline
 TEMP = re.compile(r"^\..+\.\d+\.")  # pipeline.io temp names: .<target>.<pid>.<...>
 
 
@@ -79,7 +89,7 @@ def project(tmp_path_factory):
     for folder in ("contact_frames", "rgb_frames"):  # declared frames deps; empty: one clip is enough here
         (data / "epic" / folder).mkdir()
     os.symlink(DATA / "epic" / "clips" / PLATE, data / "epic" / "clips" / PLATE)
-    for name in ("annotations", "clips.csv"):
+    for name in ("annotations", "clips.csv", "extra_frames.csv"):
         os.symlink(DATA / "epic" / name, data / "epic" / name)
     mini_evalset(DATA / "evalset", data / "evalset")
     proj = base / "proj"
@@ -101,7 +111,6 @@ def declared(proj: Path) -> list[Path]:
 
 
 def test_every_written_file_is_a_declared_out(project):
-    """Of the stages run here; the others write only inside their atomic_dir(artifacts/<stage>) or metrics/."""
     proj, _ = project
     outs = declared(proj)
     written = [p.relative_to(proj) for top in ("artifacts", "metrics") for p in (proj / top).rglob("*") if p.is_file()]
@@ -174,6 +183,77 @@ def test_kill_9_mid_stage_leaves_nothing_and_the_next_repro_restores(stage, proj
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
+    again = dvc(proj, "repro", *TARGETS)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert temp_leftovers(proj) == []
+    assert lock_outs(proj) == before
+
+
+RENAMES = "rename,renameat,renameat2"
+# align, pseudolabel and heads declare files in their folder: DVC deletes them before the run and leaves the folder,
+# which atomic_dir moves aside. score declares the whole artifacts/score, which DVC deletes: nothing is moved aside,
+# so its second point is after the new artifacts/score is in place, before metrics/ is written.
+CASES = [(s, p) for s in LATE for p in ("first_rename", "before_metrics" if s == "score" else "old_moved_aside")]
+
+
+def strace(pid: int, proj: Path, trace: Path, calls: str, inject: list[str]) -> subprocess.Popen:
+    """strace attached to `pid` (all its threads and children), faults injected into `calls`; returns once
+    attached."""
+    assert shutil.which("strace"), "strace is needed ([tool.wish] debian in pyproject.toml)"
+    tracer = subprocess.Popen(["strace", "-qq", "-f", "-p", str(pid), "-o", str(trace), "-e", f"trace={calls}",
+                               *inject], cwd=proj, stderr=subprocess.DEVNULL)
+
+    def attached() -> bool:
+        status = (Path("/proc") / str(pid) / "status").read_text()
+        return int(re.search(r"TracerPid:\s*(\d+)", status)[1]) == tracer.pid
+    wait_for(attached, 30, "strace to attach")
+    return tracer
+
+
+def kill_point(stage: str, point: str, pid: int, proj: Path, trace: Path) -> tuple[subprocess.Popen, str]:
+    """strace set to stop the stage at `point`, and the pattern the stage's last traced call must match."""
+    def killed_on_entering(calls: str) -> list[str]:  # by the kernel: the call itself is not done
+        return ["-e", f"inject={calls}:signal=KILL:when=1"]
+    if point == "first_rename":  # a file of the new output is complete in the temp dir, not yet renamed
+        return (strace(pid, proj, trace, RENAMES, killed_on_entering(RENAMES)),
+                rf'rename\w*\("[^"]*artifacts/\.{stage}\.{pid}\.\w+/')
+    if point == "before_metrics":  # its first call on metrics/: the mkdir of score.json's folder
+        return strace(pid, proj, trace, "mkdir", ["-P", "metrics", *killed_on_entering("mkdir")]), r'mkdir\("metrics"'
+    # old_moved_aside: the rename is done, then strace holds the stage for up to 300 s, until the test kills it
+    hold = ["-P", f"artifacts/{stage}", "-e", f"inject={RENAMES}:delay_exit=300000000"]
+    return strace(pid, proj, trace, RENAMES, hold), rf'rename\("artifacts/{stage}", "artifacts/\.{stage}\.{pid}\.old"\)'
+
+
+@pytest.mark.parametrize("stage, point", CASES)
+def test_kill_9_while_a_late_stage_writes_leaves_nothing_and_the_next_repro_restores(stage, point, project, tmp_path):
+    proj, before = project
+    trace = tmp_path / "strace.txt"
+    with open(tmp_path / "log.txt", "wb") as out:
+        run = subprocess.Popen(["dvc", "repro", "--force", "-s", stage], cwd=proj, env=env(proj), stdout=out,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    tracer = None
+    try:
+        pid = wait_for(lambda: stage_pid(run.pid, stage), 120, f"{stage} to start")
+        tracer, expect = kill_point(stage, point, pid, proj, trace)
+        if point == "old_moved_aside":
+            wait_for(lambda: (proj / "artifacts" / f".{stage}.{pid}.old").is_dir(), 240, f"{stage} to move it aside")
+            os.kill(pid, signal.SIGKILL)
+            tracer.terminate()  # strace, holding the dead stage until its delay ends, lets it go to its parent
+        assert run.wait(240) != 0
+        tracer.wait(30)
+        # the stage's last traced call (its entry line: "<pid>  rename(...) <unfinished ...>" when threads interleave)
+        calls = [line for line in trace.read_text().splitlines() if re.match(rf"{pid}\s+\w+\(", line)]
+        assert calls and re.search(expect, calls[-1]), calls[-1:]
+        assert wait_for(lambda: session_processes(run.pid, proj) == [] or None, 20, "the stage's processes to exit")
+    finally:
+        for proc in (run, tracer):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL) if proc is run else proc.kill()
+    for _ in range(100):  # the dead stage's janitor cleans up at once, whether or not the next run re-runs it
+        if not temp_leftovers(proj):
+            break
+        time.sleep(0.2)
+    assert temp_leftovers(proj) == []
     again = dvc(proj, "repro", *TARGETS)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert temp_leftovers(proj) == []

@@ -134,8 +134,9 @@ def _iter_json_docs(source: Path, videos: set[str] | None) -> Iterator[tuple[str
     elif source.is_file() and tarfile.is_tarfile(source):
         with tarfile.open(source) as tf:  # streamed: members are read in archive order, nothing extracted
             for member in tf:
-                if member.isfile() and wanted(member.name):
-                    yield member.name, _load_json(tf.extractfile(member).read(), f"{source}:{member.name}")
+                data = tf.extractfile(member) if member.isfile() and wanted(member.name) else None
+                if data is not None:
+                    yield member.name, _load_json(data.read(), f"{source}:{member.name}")
     else:
         raise WishError(source, "VISOR source must be a directory of JSONs or a tar archive of them")
 
@@ -179,14 +180,14 @@ def visor_label_map(frame: VisorFrame, height: int, width: int) -> np.ndarray:
     `in_contact_object` drawn with 3 (left) / 4 (right), an object touched by both hands with 5, hands (1/2)
     drawn over objects; every other entity is background."""
     out = np.zeros((height, width), np.uint8)
-    touched: dict[str, list[str]] = {}
+    touched: dict[str, tuple[VisorEntity, list[str]]] = {}
     for hand in frame.hands:
         obj = frame.contact_object(hand)
         if obj is not None and not obj.side:  # a hand "touching" the other hand is not an object
-            touched.setdefault(obj.id, []).append(hand.side)
-    for obj_id, sides in touched.items():
+            touched.setdefault(obj.id, (obj, []))[1].append(hand.side)
+    for obj, sides in touched.values():
         label = BOTH_LABEL if len(set(sides)) == 2 else OBJECT_LABEL[sides[0]]
-        out[frame.entity(obj_id).mask(height, width)] = label
+        out[obj.mask(height, width)] = label
     for hand in frame.hands:
         out[hand.mask(height, width)] = HAND_LABEL[hand.side]
     return out

@@ -13,6 +13,8 @@ common.allow_download is true; nothing else.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import Protocol, cast
 
 import cv2
 import numpy as np
@@ -25,8 +27,41 @@ from pipeline.errors import WishError
 from pipeline.weights import file_digest, hub_cache_dir, hub_offline, require_network, resolve_checkpoint
 
 
+# What this backend uses of an open_clip model, for mypy (to which an nn.Module's attributes are `Tensor | Module`).
+class ClipBlock(Protocol):
+    attn: torch.nn.MultiheadAttention
+
+    def __call__(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+class ClipTransformer(Protocol):
+    resblocks: Sequence[ClipBlock]
+    batch_first: bool
+
+
+class ClipVisual(Protocol):  # open_clip's VisionTransformer
+    preprocess_cfg: dict
+    transformer: ClipTransformer
+    image_size: tuple[int, int]
+    grid_size: tuple[int, int]
+    output_dim: int
+    proj: torch.Tensor | None
+
+    def _embeds(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def _pool(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class ClipModel(Protocol):  # open_clip's CLIP
+    visual: ClipVisual
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor: ...
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor: ...
+
+
 def create_clip(model_name: str, *, checkpoint: str | None = None, pretrained: str | None = None,
-                device: torch.device = torch.device("cpu")) -> torch.nn.Module:
+                device: torch.device = torch.device("cpu")) -> ClipModel:
     """open_clip model: weights from a local checkpoint (torch.load weights_only), a pretrained tag, or random."""
     model = open_clip.create_model(model_name, pretrained=pretrained, device=device)
     if checkpoint is not None:
@@ -34,10 +69,10 @@ def create_clip(model_name: str, *, checkpoint: str | None = None, pretrained: s
             open_clip.load_checkpoint(model, checkpoint, weights_only=True)
         except Exception as e:  # pickle, key and shape errors all mean "not weights for this model"
             raise WishError(checkpoint, f"not loadable as {model_name} weights (embed.clip.checkpoint): {e}") from e
-    return model.eval().to(device)
+    return cast(ClipModel, model.eval().to(device))
 
 
-def load_clip(clip_params, common_params) -> tuple[torch.nn.Module, str]:
+def load_clip(clip_params, common_params) -> tuple[ClipModel, str]:
     """The configured model and a string naming its weights; fails clearly when none can be had offline.
     With downloads off, pretrained weights already in the local Hugging Face cache are used (no request)."""
     device = resolve_device(common_params.device)
@@ -92,7 +127,7 @@ def load_tokenizer(model_name: str, allow_download: bool):
                                f"common.allow_download: true ({str(e).splitlines()[0][:200]})")) from e
 
 
-def normalise(images: np.ndarray, model: torch.nn.Module, device: torch.device) -> torch.Tensor:
+def normalise(images: np.ndarray, model: ClipModel, device: torch.device) -> torch.Tensor:
     """uint8 (N, S, S, 3) RGB -> normalised float (N, 3, S, S) with the model's mean/std."""
     cfg = model.visual.preprocess_cfg
     mean, std = torch.tensor(cfg["mean"]).view(1, 3, 1, 1), torch.tensor(cfg["std"]).view(1, 3, 1, 1)
@@ -127,7 +162,7 @@ def _run_blocks(blocks, x: torch.Tensor, batch_first: bool, attn_mask: torch.Ten
 
 
 class ClipRegionEncoder:
-    def __init__(self, model: torch.nn.Module, ident: str, mode: str, masked_layers: int, context: float,
+    def __init__(self, model: ClipModel, ident: str, mode: str, masked_layers: int, context: float,
                  batch_size: int, device: torch.device):
         visual = model.visual
         if mode == "attention" and (getattr(visual, "attn_pool", None) is not None
@@ -169,13 +204,13 @@ class ClipRegionEncoder:
         crops = [masked_crop(image, m, self.context, "grey", max(self.size)) for m in masks]
         if self.size[0] != self.size[1]:
             crops = [cv2.resize(c, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA) for c in crops]
-        crops = np.stack(crops)
-        return torch.cat([self.model.encode_image(normalise(crops[i:i + self.batch_size], self.model, self.device))
-                          for i in range(0, len(crops), self.batch_size)])
+        batch = np.stack(crops)
+        return torch.cat([self.model.encode_image(normalise(batch[i:i + self.batch_size], self.model, self.device))
+                          for i in range(0, len(batch), self.batch_size)])
 
 
 class ClipTextEncoder:
-    def __init__(self, model: torch.nn.Module, tokenizer, ident: str, batch_size: int, device: torch.device):
+    def __init__(self, model: ClipModel, tokenizer, ident: str, batch_size: int, device: torch.device):
         self.model, self.tokenizer, self.batch_size, self.device = model, tokenizer, batch_size, device
         self.dim = int(model.visual.output_dim)  # CLIP projects both towers to the same embed_dim
         self.weights_id = f"{ident}:text"
@@ -189,7 +224,7 @@ class ClipTextEncoder:
         return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
 
 
-def make_encoders(model: torch.nn.Module, model_name: str, weights: str, clip_params, batch_size: int,
+def make_encoders(model: ClipModel, model_name: str, weights: str, clip_params, batch_size: int,
                   device: torch.device, allow_download: bool = False) -> tuple[ClipRegionEncoder, ClipTextEncoder]:
     ident = f"open_clip:{model_name}:{weights}"
     regions = ClipRegionEncoder(model, ident, clip_params.region_mode, clip_params.masked_layers,

@@ -25,7 +25,7 @@ def dense_size(h: int, w: int, side: int) -> tuple[int, int]:
 
 def frame_array(image: np.ndarray, side: int) -> np.ndarray:
     """(1, h, w, 3) uint8, the longer side resized to `side` (the runtimes normalise)."""
-    h, w = dense_size(*image.shape[:2], side)
+    h, w = dense_size(image.shape[0], image.shape[1], side)
     if (h, w) != image.shape[:2]:
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(image)[None]

@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
 import torch
 
-from pipeline.embed.runtime import IMAGENET_MEAN
+from pipeline.embed.runtime import IMAGENET_MEAN, Backbone
 from pipeline.errors import WishError
 from pipeline.rle import box
 from pipeline.weights import file_digest
@@ -47,14 +48,14 @@ def map_state_dict(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor], p
     return out
 
 
-def load_effnet(device: torch.device) -> torch.nn.Module:
+def load_effnet(device: torch.device) -> Backbone:
     import timm
 
     path = effnet_weights_path()
     model = timm.create_model("efficientnet_lite0", pretrained=False)
     src = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(map_state_dict(src, model.state_dict(), path), strict=True)
-    return model.eval().to(device).to(memory_format=torch.channels_last)
+    return cast("Backbone", model.eval().to(device).to(memory_format=torch.channels_last))  # timm's EfficientNet
 
 
 def crop_window(mask: np.ndarray, context: float) -> tuple[int, int, int]:
@@ -148,7 +149,10 @@ class MiniLMTextEncoder:
         self.model = SentenceTransformer(str(directory), device=str(device))
         self.batch_size = batch_size
         dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dim = int(dim_of())
+        dim = dim_of()
+        if dim is None:
+            raise WishError(directory, "embed.offline.text_model: the model does not say its embedding dimension")
+        self.dim = int(dim)
         candidates = (directory / "model.safetensors", directory / "pytorch_model.bin")
         weights = next((p for p in candidates if p.is_file()), None)
         self.weights_id = f"minilm[{directory.name}:{file_digest(str(weights)) if weights else 'unknown'}]"

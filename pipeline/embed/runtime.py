@@ -15,11 +15,22 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 
 RUNTIMES = ("torch", "onnxruntime")
+
+
+class Backbone(Protocol):
+    """What the runtimes use of timm's EfficientNet (to mypy, an nn.Module's attributes are `Tensor | Module`)."""
+    num_features: int
+    classifier: torch.nn.Linear
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor: ...
 
 
 def cache_dir() -> Path:
@@ -41,7 +52,7 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
 class TorchRuntime:
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, device: torch.device):
+    def __init__(self, model: Backbone, device: torch.device):
         self.model, self.device = model, device
 
     @torch.inference_mode()
@@ -61,7 +72,7 @@ class TorchRuntime:
 
 
 class _Pooled(torch.nn.Module):
-    def __init__(self, model):
+    def __init__(self, model: Backbone):
         super().__init__()
         self.model = model
 
@@ -71,7 +82,7 @@ class _Pooled(torch.nn.Module):
 
 
 class _Features(torch.nn.Module):
-    def __init__(self, model):
+    def __init__(self, model: Backbone):
         super().__init__()
         self.model = model
 
@@ -84,7 +95,7 @@ class OrtRuntime:
     size) as ONNX Runtime sessions on the CPU."""
     name = "onnxruntime"
 
-    def __init__(self, model: torch.nn.Module, weights_digest: str, num_threads: int):
+    def __init__(self, model: Backbone, weights_digest: str, num_threads: int):
         self.sessions = {kind: _session(_export(model, kind, weights_digest), num_threads) for kind in ("pooled", "features")}
 
     def pooled_logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +106,7 @@ class OrtRuntime:
         return self.sessions["features"].run(None, {"x": np.ascontiguousarray(image, np.uint8)})[0]
 
 
-def _export(model: torch.nn.Module, kind: str, weights_digest: str) -> Path:
+def _export(model: Backbone, kind: str, weights_digest: str) -> Path:
     """The cached ONNX file of `kind`, exported now if missing."""
     from pipeline.io import atomic_path
 
@@ -126,7 +137,8 @@ def _session(path: Path, num_threads: int):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def build_runtime(model: torch.nn.Module, name: str, device: torch.device, weights_digest: str, num_threads: int):
+def build_runtime(model: Backbone, name: str, device: torch.device, weights_digest: str,
+                  num_threads: int) -> TorchRuntime | OrtRuntime:
     """`auto` is ONNX Runtime on the CPU and torch on an accelerator."""
     if name == "auto":
         name = "onnxruntime" if device.type == "cpu" else "torch"
