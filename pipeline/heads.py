@@ -65,8 +65,8 @@ class PairHead(nn.Module):
 
     def forward(self, obj: torch.Tensor, hand: torch.Tensor, geom: torch.Tensor, side: torch.Tensor,
                 rmask: torch.Tensor) -> torch.Tensor:
-        """obj (B, R, D), hand (B, D), geom (B, R, G), side (B, 2), rmask (B, R) -> logits (B, R[+1])."""
-        obj, hand = F.normalize(obj, dim=-1), F.normalize(hand, dim=-1)
+        """obj (B, R, D), hand (B, D) unit-norm (collate normalises them once, not every batch of every epoch),
+        geom (B, R, G), side (B, 2), rmask (B, R) -> logits (B, R[+1])."""
         if self.proj is not None:
             obj, hand = self.proj(obj), self.proj(hand)
         elif self.trunk[0].in_features == GEOM_DIM + 2:  # feature_dim 0: no appearance at all
@@ -109,6 +109,7 @@ def make_samples(frames: dict[str, FrameRegions], labels: pd.DataFrame, silent_a
 
 
 def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
+    """Padded (B, R_max) tensors of the samples, region and hand features unit-norm (PairHead's inputs)."""
     r_max = max(s.frame.n_regions for s in samples)
     d = samples[0].frame.features.shape[1]
     b = len(samples)
@@ -120,7 +121,8 @@ def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
         k, n = SIDES.index(s.side), s.frame.n_regions
         obj[i, :n], geom[i, :n], rmask[i, :n], hand[i], side[i, k] = o, g[k], True, h[k], 1.0
     target = torch.tensor([s.target for s in samples])
-    return dict(obj=obj, hand=hand, geom=geom, side=side, rmask=rmask, target=target)
+    return dict(obj=F.normalize(obj, dim=-1), hand=F.normalize(hand, dim=-1), geom=geom, side=side, rmask=rmask,
+                target=target)
 
 
 def contact_loss(head: PairHead, b: dict, smoothing: float = 0.0) -> tuple[torch.Tensor, float]:
@@ -209,6 +211,10 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
                       params.contact_threshold, params.feature_dim, params.feature_dropout, full_features=False)
     train, val = split_by_video(samples, videos, params.val_fraction, seed)
     data = {k: v.to(device) for k, v in collate(samples).items()}  # padded once; batches are index lookups
+    # the selection run's splits are rows of the same padded tensors, not two more collations
+    position = {id(s): i for i, s in enumerate(samples)}
+    tr, va = ({k: v[torch.tensor([position[id(s)] for s in part], dtype=torch.long)] for k, v in data.items()}
+              for part in (train, val))
     heads: dict[str, PairHead | None] = {"contact": None, "matching": None}
     rows: list[dict] = []
     for offset, kind in enumerate(("contact", "matching")):
@@ -216,8 +222,6 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
             continue
         epochs = params.epochs
         if val:
-            tr = {k: v.to(device) for k, v in collate(train).items()}
-            va = {k: v.to(device) for k, v in collate(val).items()}
             _, r, epochs = _train_one(kind, tr, cfg, params, seed + offset, device, params.epochs, va)
             rows += [x | {"stage": "select"} for x in r]
         heads[kind], r, _ = _train_one(kind, data, cfg, params, seed + offset, device, epochs)
