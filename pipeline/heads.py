@@ -43,6 +43,23 @@ class HeadsConfig:
     full_features: bool = True  # checkpoints from before the bottleneck: raw features into the trunk
 
 
+class FastDropout(nn.Dropout):
+    """nn.Dropout's element-wise Bernoulli(1 - p) keep mask, scaled by 1 / (1 - p), drawn from 16-bit random words
+    (four per torch.randint int64) instead of torch's per-element bernoulli_: on a batch's (64, 100, 1280) region
+    features the stock op took ~60% of a training step, this one ~4x less. Same distribution (p is quantised to
+    1/65536; 0.5 is exact), other draws for a given seed. No parameters: checkpoints are unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p >= 1:
+            return torch.zeros_like(x)
+        n = x.numel()
+        words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+        keep = words.view(torch.int16)[:n].view(x.shape) < int(round((1 - self.p) * 65536)) - 32768
+        return x * keep * (1.0 / (1 - self.p))
+
+
 class PairHead(nn.Module):
     """Pair trunk shared by both head types: [region, hand, geometry, side] -> hidden -> one logit per pair.
 
@@ -57,7 +74,7 @@ class PairHead(nn.Module):
         width = region_dim
         if feature_dim is not None:
             width = feature_dim
-            self.proj = nn.Sequential(nn.Dropout(feature_dropout), nn.Linear(region_dim, feature_dim)) \
+            self.proj = nn.Sequential(FastDropout(feature_dropout), nn.Linear(region_dim, feature_dim)) \
                 if feature_dim > 0 else None
         self.trunk = mlp(2 * width + GEOM_DIM + 2, hidden, hidden, 0.0)
         self.out = nn.Linear(hidden, 1)
