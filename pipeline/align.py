@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -77,7 +78,7 @@ class Adapters(nn.Module):
         pair_shape = geom.shape[:-1]  # (..., S, R)
         reg = self.region[1](self.region[0](obj)).unsqueeze(-3).expand(*pair_shape, self.cfg.hidden)
         reg = self.region[3](self.region[2](reg))
-        first = self.context[0]
+        first = cast(nn.Linear, self.context[0])
         d, g = obj.shape[-1], geom.shape[-1]
         w_obj, w_hand, w_geom, w_side = first.weight.split([d, d, g, 2], dim=1)
         side = w_side.T[: pair_shape[-2]].unsqueeze(-2)  # side one-hot of pair (s, r) picks column s: (S, 1, H)
