@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -66,12 +67,25 @@ class Adapters(nn.Module):
         return F.normalize(self.text(F.normalize(_t(x), dim=-1)), dim=-1)
 
     def embed_pairs(self, obj: torch.Tensor, hand: torch.Tensor, geom: torch.Tensor) -> torch.Tensor:
-        """obj (..., R, D), hand (..., S, D), geom (..., S, R, G) with S = 2 sides -> (..., S, R, E)."""
+        """obj (..., R, D), hand (..., S, D), geom (..., S, R, G) with S = 2 sides -> (..., S, R, E).
+
+        The region branch and the context branch's first layer see each (side, region) pair's input
+        [region, hand, geometry, side]; both first layers are linear, so the region and hand terms are computed
+        once per region and once per hand and broadcast over the pairs (the hand term ~100x, the region terms 2x
+        fewer rows: ~60% of a training step before). The same function up to float rounding, with the same
+        dropout draws (the dropouts still see one (S, R) hidden per pair)."""
         obj, hand = F.normalize(obj, dim=-1), F.normalize(hand, dim=-1)
-        obj = obj.unsqueeze(-3).expand(*geom.shape[:-1], obj.shape[-1])
-        side = torch.eye(2, device=obj.device).expand(*obj.shape[:-2], 2).unsqueeze(-2).expand(*obj.shape[:-1], 2)
-        ctx = torch.cat([obj, hand.unsqueeze(-2).expand_as(obj), geom, side], dim=-1)
-        return F.normalize(self.region(obj) + self.context(ctx), dim=-1)
+        pair_shape = geom.shape[:-1]  # (..., S, R)
+        reg = self.region[1](self.region[0](obj)).unsqueeze(-3).expand(*pair_shape, self.cfg.hidden)
+        reg = self.region[3](self.region[2](reg))
+        first = cast(nn.Linear, self.context[0])
+        d, g = obj.shape[-1], geom.shape[-1]
+        w_obj, w_hand, w_geom, w_side = first.weight.split([d, d, g, 2], dim=1)
+        side = w_side.T[: pair_shape[-2]].unsqueeze(-2)  # side one-hot of pair (s, r) picks column s: (S, 1, H)
+        ctx = ((obj @ w_obj.T).unsqueeze(-3) + (hand @ w_hand.T).unsqueeze(-2) + geom @ w_geom.T + side
+               + first.bias)
+        ctx = self.context[3](self.context[2](self.context[1](ctx)))
+        return F.normalize(reg + ctx, dim=-1)
 
     @torch.no_grad()
     def pair_scores(self, fr: FrameRegions, text_feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -43,6 +43,23 @@ class HeadsConfig:
     full_features: bool = True  # checkpoints from before the bottleneck: raw features into the trunk
 
 
+class FastDropout(nn.Dropout):
+    """nn.Dropout's element-wise Bernoulli(1 - p) keep mask, scaled by 1 / (1 - p), drawn from 16-bit random words
+    (four per torch.randint int64) instead of torch's per-element bernoulli_: on a batch's (64, 100, 1280) region
+    features the stock op took ~60% of a training step, this one ~4x less. Same distribution (p is quantised to
+    1/65536; 0.5 is exact), other draws for a given seed. No parameters: checkpoints are unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p >= 1:
+            return torch.zeros_like(x)
+        n = x.numel()
+        words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+        keep = words.view(torch.int16)[:n].view(x.shape) < int(round((1 - self.p) * 65536)) - 32768
+        return x * keep * (1.0 / (1 - self.p))
+
+
 class PairHead(nn.Module):
     """Pair trunk shared by both head types: [region, hand, geometry, side] -> hidden -> one logit per pair.
 
@@ -57,7 +74,7 @@ class PairHead(nn.Module):
         width = region_dim
         if feature_dim is not None:
             width = feature_dim
-            self.proj = nn.Sequential(nn.Dropout(feature_dropout), nn.Linear(region_dim, feature_dim)) \
+            self.proj = nn.Sequential(FastDropout(feature_dropout), nn.Linear(region_dim, feature_dim)) \
                 if feature_dim > 0 else None
         self.trunk = mlp(2 * width + GEOM_DIM + 2, hidden, hidden, 0.0)
         self.out = nn.Linear(hidden, 1)
@@ -65,8 +82,8 @@ class PairHead(nn.Module):
 
     def forward(self, obj: torch.Tensor, hand: torch.Tensor, geom: torch.Tensor, side: torch.Tensor,
                 rmask: torch.Tensor) -> torch.Tensor:
-        """obj (B, R, D), hand (B, D), geom (B, R, G), side (B, 2), rmask (B, R) -> logits (B, R[+1])."""
-        obj, hand = F.normalize(obj, dim=-1), F.normalize(hand, dim=-1)
+        """obj (B, R, D), hand (B, D) unit-norm (collate normalises them once, not every batch of every epoch),
+        geom (B, R, G), side (B, 2), rmask (B, R) -> logits (B, R[+1])."""
         if self.proj is not None:
             obj, hand = self.proj(obj), self.proj(hand)
         elif self.trunk[0].in_features == GEOM_DIM + 2:  # feature_dim 0: no appearance at all
@@ -109,6 +126,7 @@ def make_samples(frames: dict[str, FrameRegions], labels: pd.DataFrame, silent_a
 
 
 def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
+    """Padded (B, R_max) tensors of the samples, region and hand features unit-norm (PairHead's inputs)."""
     r_max = max(s.frame.n_regions for s in samples)
     d = samples[0].frame.features.shape[1]
     b = len(samples)
@@ -120,7 +138,8 @@ def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
         k, n = SIDES.index(s.side), s.frame.n_regions
         obj[i, :n], geom[i, :n], rmask[i, :n], hand[i], side[i, k] = o, g[k], True, h[k], 1.0
     target = torch.tensor([s.target for s in samples])
-    return dict(obj=obj, hand=hand, geom=geom, side=side, rmask=rmask, target=target)
+    return dict(obj=F.normalize(obj, dim=-1), hand=F.normalize(hand, dim=-1), geom=geom, side=side, rmask=rmask,
+                target=target)
 
 
 def contact_loss(head: PairHead, b: dict, smoothing: float = 0.0) -> tuple[torch.Tensor, float]:
@@ -209,6 +228,10 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
                       params.contact_threshold, params.feature_dim, params.feature_dropout, full_features=False)
     train, val = split_by_video(samples, videos, params.val_fraction, seed)
     data = {k: v.to(device) for k, v in collate(samples).items()}  # padded once; batches are index lookups
+    # the selection run's splits are rows of the same padded tensors, not two more collations
+    position = {id(s): i for i, s in enumerate(samples)}
+    tr, va = ({k: v[torch.tensor([position[id(s)] for s in part], dtype=torch.long)] for k, v in data.items()}
+              for part in (train, val))
     heads: dict[str, PairHead | None] = {"contact": None, "matching": None}
     rows: list[dict] = []
     for offset, kind in enumerate(("contact", "matching")):
@@ -216,8 +239,6 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
             continue
         epochs = params.epochs
         if val:
-            tr = {k: v.to(device) for k, v in collate(train).items()}
-            va = {k: v.to(device) for k, v in collate(val).items()}
             _, r, epochs = _train_one(kind, tr, cfg, params, seed + offset, device, params.epochs, va)
             rows += [x | {"stage": "select"} for x in r]
         heads[kind], r, _ = _train_one(kind, data, cfg, params, seed + offset, device, epochs)

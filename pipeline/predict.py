@@ -124,6 +124,7 @@ class Models:
 
     def __init__(self, params, root: str | Path):
         self.p, self.root = params, Path(root)
+        self._narrations: dict[tuple, list] = {}
 
     @cached_property
     def detector(self):
@@ -199,11 +200,20 @@ class Models:
     def narration_texts(self, narrations: pd.DataFrame) -> list:
         """The narrations' noun phrases with hand-templated text features, built as the nouns stage builds
         them (pipeline.align.NarrationTexts, one per narration)."""
+        if narrations.empty:
+            return []
+        # Several methods (baseline_narration, pseudolabel, pseudolabel_priors) read the same frame's narrations:
+        # parse and encode them once (spaCy + MiniLM were ~10% of `wish score`).
+        key = (tuple(narrations.columns), tuple(map(tuple, narrations.astype(str).to_numpy().tolist())))
+        if key not in self._narrations:
+            self._narrations.clear()  # frames come one at a time: keep only the current frame's
+            self._narrations[key] = self._narration_texts(narrations)
+        return list(self._narrations[key])
+
+    def _narration_texts(self, narrations: pd.DataFrame) -> list:
         from pipeline.align import narration_texts
         from pipeline.nouns import build_phrases
 
-        if narrations.empty:
-            return []
         n = self.p.nouns
         templates = {"left": n.template_left, "right": n.template_right, "none": n.template_none}
         phrases, _ = build_phrases(narrations, self.phrase_extractor, templates)

@@ -23,7 +23,7 @@ import pandas as pd
 from pycocotools import mask as mask_utils
 
 from pipeline import rle as rle_utils
-from pipeline.types import SIDES, TIPS, Hand, Proposal
+from pipeline.types import SIDES, Hand, Proposal, tip_distance_map
 
 GEOM_NAMES = ("present", "center_dist", "gap_dist", "box_iou", "in_hand_box", "log_rel_size", "area_frac",
               "touch", "dx", "dy", "prior",
@@ -61,6 +61,7 @@ class FrameRegions:
     # a region is a held object; all ones when a backend gives none.
     priors: np.ndarray | None = None
     _geom: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _runs: tuple | None = field(default=None, repr=False)  # rle.run_bounds of the regions, shared by both sides
 
     @property
     def n_regions(self) -> int:
@@ -71,6 +72,11 @@ class FrameRegions:
             other = self.hands[SIDES[1 - SIDES.index(side)]]
             self._geom[side] = pair_geometry(self, self.hands[side], other)
         return self._geom[side]
+
+    def runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._runs is None:
+            self._runs = rle_utils.run_bounds(self.rles)
+        return self._runs
 
     def prior_scores(self) -> np.ndarray:
         if self.priors is None or len(self.priors) != self.n_regions:
@@ -176,18 +182,10 @@ def mask_cues(fr: FrameRegions, hand: HandView, other: HandView | None) -> np.nd
 
 def _tip_distance(fr: FrameRegions, hand: HandView, cap: float = 3.0) -> np.ndarray:
     """Distance from each region to the nearest fingertip, in hand sizes; `cap` without landmarks."""
-    if hand.landmarks is None or fr.n_regions == 0:
+    dist = None if fr.n_regions == 0 else tip_distance_map((fr.height, fr.width), hand.landmarks, hand.box)
+    if dist is None:
         return np.full(fr.n_regions, cap, np.float32)
-    src = np.ones((fr.height, fr.width), np.uint8)
-    for x, y in np.round(hand.landmarks[TIPS]).astype(int):
-        if 0 <= y < fr.height and 0 <= x < fr.width:
-            src[y, x] = 0
-    if src.all():
-        return np.full(fr.n_regions, cap, np.float32)
-    size = max(float(hand.box[2] - hand.box[0]), float(hand.box[3] - hand.box[1]), 1.0)
-    dist = cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_5) / size
-    out = np.array([float(dist[rle_utils.decode(r, fr.height, fr.width)].min(initial=cap)) for r in fr.rles], np.float32)
-    return np.minimum(out, cap)
+    return np.minimum(rle_utils.masked_min(dist, fr.runs(), fr.n_regions, cap), cap).astype(np.float32)
 
 
 def _box_inter(b: np.ndarray, h: np.ndarray) -> np.ndarray:

@@ -18,6 +18,8 @@ import math
 import numpy as np
 from scipy import sparse
 
+from pipeline.rle import rle_runs
+
 
 @functools.lru_cache(maxsize=16)
 def area_matrix(n_in: int, n_out: int) -> sparse.csr_matrix:
@@ -50,28 +52,6 @@ def adjoint_maps(gs: np.ndarray, full: tuple[int, int]) -> np.ndarray:
         G = ry.T @ (rx.T @ g.astype(np.float64).T).T  # (H, W)
         np.cumsum(G.T.ravel(), out=out[k, 1:])  # G.T row-major = G column-major, the RLE's order
     return out
-
-
-def rle_runs(counts: str) -> np.ndarray:
-    """Run lengths of a COCO compressed RLE string (pycocotools' rleFrString), zeros first, alternating.
-
-    Each count is 5-bit groups, low first, in chars from 48; 0x20 = another char follows, 0x10 in the last char
-    = negative; counts after the first two are deltas to the count two places back. Vectorised, since a frame
-    has ~100 masks of hundreds of chars."""
-    v = np.frombuffer(counts.encode("ascii"), np.uint8).astype(np.int64) - 48
-    if not len(v):
-        return np.zeros(0, np.int64)
-    last = (v & 0x20) == 0
-    group = np.concatenate([[0], np.cumsum(last)[:-1]])  # which count each char belongs to
-    first = np.concatenate([[0], np.flatnonzero(last)[:-1] + 1])
-    k = np.arange(len(v)) - first[group]  # position of the char inside its count
-    x = np.bincount(group, weights=(v & 0x1F) << (5 * k)).astype(np.int64)
-    ends = np.flatnonzero(last)
-    negative = (v[ends] & 0x10) != 0
-    x[negative] -= np.left_shift(1, 5 * (k[ends][negative] + 1))
-    x[1::2] = np.cumsum(x[1::2])  # undo the deltas: odd and even positions chain separately ...
-    x[2::2] = np.cumsum(x[2::2])  # ... from counts 1 and 2 on
-    return x
 
 
 def run_sums(prefix: np.ndarray, counts: str) -> np.ndarray:

@@ -9,6 +9,24 @@ SIDES = ("left", "right")
 TIPS = [4, 8, 12, 16, 20]  # MediaPipe landmark ids of the thumb and finger tips
 
 
+def tip_distance_map(shape: tuple[int, int], landmarks: np.ndarray | None, box, scale: float = 1.0) -> np.ndarray | None:
+    """Per pixel of an image of `shape` (landmarks and box in pixels of an image `scale` times smaller): distance
+    to the nearest of the hand's fingertips, in hand sizes (the box's longer side). None without a fingertip in
+    the image. The one definition of the fingertip cue (region geometry and the offline proposer's ranking)."""
+    import cv2
+
+    if landmarks is None or len(landmarks) <= max(TIPS):
+        return None
+    src = np.ones(shape, np.uint8)
+    for x, y in np.round(np.asarray(landmarks)[TIPS] * scale).astype(int):
+        if 0 <= y < shape[0] and 0 <= x < shape[1]:
+            src[y, x] = 0
+    if src.all():
+        return None
+    size = max(box[2] - box[0], box[3] - box[1], 1.0) * scale
+    return cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_5) / size
+
+
 @dataclass
 class Hand:
     """A detected hand in pixel coordinates of the image it was found in."""

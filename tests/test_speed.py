@@ -153,3 +153,44 @@ def test_region_scores_from_rle_runs_equal_the_resampling_reference(work):
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert np.allclose(got[:, -1], 0)  # an empty mask scores 0, as in the reference
     np.testing.assert_allclose(pooled_scores(maps, rles, full, None), region_motion_scores(maps, decoded), atol=1e-5)
+
+
+def test_masked_min_over_rle_runs_equals_the_decoded_reference():
+    import cv2
+    import numpy as np
+
+    from pipeline import rle
+
+    rng = np.random.default_rng(0)
+    h, w = 48, 64
+    masks = [rng.random((h, w)) < q for q in (0.02, 0.3, 0.9)]
+    masks += [np.zeros((h, w), bool), np.ones((h, w), bool)]
+    disc = np.zeros((h, w), np.uint8)
+    cv2.circle(disc, (50, 40), 9, 1, -1)  # touches the last pixels in column-major order
+    masks.append(disc > 0)
+    values = rng.random((h, w)).astype(np.float32)
+    rles = [rle.encode(m) for m in masks]
+    got = rle.masked_min(values, rle.run_bounds(rles), len(rles), 3.0)
+    want = np.array([values[m].min(initial=3.0) for m in masks], np.float32)
+    assert np.array_equal(got, want)
+
+
+def test_pair_embedding_from_broadcast_first_layers_equals_the_concatenated_input():
+    import torch
+    import torch.nn.functional as F
+
+    from pipeline.align import AdapterConfig, Adapters
+
+    torch.manual_seed(0)
+    model = Adapters(AdapterConfig(24, 8, 32, 16, 0.1))
+    obj, hand, geom = torch.randn(3, 5, 24), torch.randn(3, 2, 24), torch.rand(3, 2, 5, 16)
+    o, hd = F.normalize(obj, dim=-1), F.normalize(hand, dim=-1)
+    o = o.unsqueeze(-3).expand(*geom.shape[:-1], 24)
+    side = torch.eye(2).expand(3, 2, 2).unsqueeze(-2).expand(3, 2, 5, 2)
+    for train in (False, True):  # with dropout on: the same draws for the same seed
+        model.train(train)
+        torch.manual_seed(1)
+        ref = F.normalize(model.region(o) + model.context(torch.cat([o, hd.unsqueeze(-2).expand_as(o), geom, side], -1)),
+                          dim=-1)
+        torch.manual_seed(1)
+        torch.testing.assert_close(model.embed_pairs(obj, hand, geom), ref, atol=1e-6, rtol=1e-5)
