@@ -41,6 +41,8 @@ class HeadsConfig:
     feature_dim: int = 0
     feature_dropout: float = 0.0
     full_features: bool = True  # checkpoints from before the bottleneck: raw features into the trunk
+    # the contact head's own threshold when it decides alone (wish_contact_only); None: contact_threshold
+    contact_only_threshold: float | None = None
 
 
 class FastDropout(nn.Dropout):
@@ -171,14 +173,15 @@ def _new_head(kind: str, cfg: HeadsConfig) -> PairHead:
 
 
 def _train_one(kind: str, data: dict, cfg: HeadsConfig, params, seed: int, device, epochs: int,
-               val: dict | None = None) -> tuple:
-    """Train one head for `epochs`; with `val` (held-out videos' samples) also return the best epoch by val loss."""
+               val: dict | None = None, keep_best: bool = False) -> tuple:
+    """Train one head for `epochs`; with `val` (held-out videos' samples) also return the best epoch by val loss
+    (and, keep_best, the head with that epoch's weights instead of the last)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     head = _new_head(kind, cfg).to(device).train()
     opt = torch.optim.AdamW(head.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     loss_fn = contact_loss if kind == "contact" else match_loss
-    rows = []
+    rows, best_state, best_loss = [], None, float("inf")
     for epoch in range(epochs):
         head.train()
         order = torch.randperm(len(data["target"]), generator=gen)
@@ -197,8 +200,12 @@ def _train_one(kind: str, data: dict, cfg: HeadsConfig, params, seed: int, devic
             with torch.no_grad():
                 vl, va = loss_fn(head, val, params.label_smoothing)
             row |= dict(val_loss=float(vl), val_acc=float(va))
+            if float(vl) < best_loss:  # the early-stopped weights, for heads.refit: false
+                best_loss, best_state = float(vl), {k: v.detach().clone() for k, v in head.state_dict().items()}
         rows.append(row)
     best = int(np.argmin([r["val_loss"] for r in rows])) + 1 if val is not None else epochs
+    if best_state is not None and keep_best:
+        head.load_state_dict(best_state)
     return head.cpu().eval(), rows, best
 
 
@@ -233,19 +240,29 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
     tr, va = ({k: v[torch.tensor([position[id(s)] for s in part], dtype=torch.long)] for k, v in data.items()}
               for part in (train, val))
     heads: dict[str, PairHead | None] = {"contact": None, "matching": None}
+    held_out: dict[str, PairHead | None] = {"contact": None, "matching": None}  # trained without the val videos
     rows: list[dict] = []
     for offset, kind in enumerate(("contact", "matching")):
         if not getattr(cfg, kind):
             continue
         epochs = params.epochs
         if val:
-            _, r, epochs = _train_one(kind, tr, cfg, params, seed + offset, device, params.epochs, va)
+            held_out[kind], r, epochs = _train_one(kind, tr, cfg, params, seed + offset, device, params.epochs, va,
+                                                   keep_best=True)
             rows += [x | {"stage": "select"} for x in r]
+        if val and not params.refit:
+            heads[kind] = held_out[kind]
+            continue
         heads[kind], r, _ = _train_one(kind, data, cfg, params, seed + offset, device, epochs)
         rows += [x | {"stage": "refit"} for x in r]
     out = Heads(cfg, heads["contact"], heads["matching"])
     if val and params.calibrate_threshold:
-        out.cfg = replace(cfg, contact_threshold=calibrate_threshold(out, val))
+        # thresholds are chosen with the heads that never saw the held-out videos, for each decision rule
+        probe = Heads(cfg, held_out["contact"], held_out["matching"])
+        both = calibrate_threshold(probe, val)
+        alone = calibrate_threshold(Heads(replace(cfg, matching=False), held_out["contact"], None), val) \
+            if cfg.contact and cfg.matching else both
+        out.cfg = replace(cfg, contact_threshold=both, contact_only_threshold=alone)
     return out, pd.DataFrame(rows)
 
 

@@ -384,6 +384,9 @@ class HeadsParams(Section):
     # Share of training VIDEOS held out to choose each head's epoch count (early stopping); the heads are then
     # refit on all training frames for that many epochs. 0: train `epochs` on everything.
     val_fraction: float = Field(0.25, ge=0, lt=1)
+    # After choosing the epoch count, retrain on all training frames (true) or keep the early-stopped heads
+    # trained without the held-out videos (false: half the training time).
+    refit: bool = True
     # Choose contact_threshold on those held-out videos (agreement with their pseudo-labels' holds).
     calibrate_threshold: bool = True
 

@@ -2,9 +2,10 @@
 pseudo-labels and score `wish` (and its two ablations) on the eval set each time. The eval frames' contexts
 (hands, proposals, regions) are built once; only the heads change between seeds.
 
-    python scripts/measure_heads_seeds.py [--root artifacts] [--seeds 5]
+    python scripts/measure_heads_seeds.py [--root artifacts] [--seeds 5] [--variants refit=false ...]
 
-Prints one row per seed and the mean and standard deviation of each method's object mIoU.
+Prints one row per (variant, seed) and the mean and standard deviation of each method's object mIoU; a variant
+is comma-separated heads.* overrides ("" = params.yaml as is).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def _contexts(p, root: Path):
     return models, out
 
 
-def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), seeds: int = 5) -> None:
+def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), seeds: int = 5,
+         variants: list[str] = typer.Option([""])) -> None:
     from pipeline.score_methods import METHODS as FNS
     from pipeline.device import resolve_device
     from pipeline.heads import make_samples, train_heads
@@ -51,22 +53,30 @@ def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), see
     frames = read_table(root / "frames" / "frames.parquet", FRAMES)
     videos = dict(zip(frames["frame_id"].astype(str), frames["video_id"].astype(str)))
     models, ctxs = _contexts(p, root)
-    scores: dict[str, list[float]] = {m: [] for m in METHODS}
-    for seed in range(seeds):
-        heads, _ = train_heads(samples, p.heads, seed, resolve_device(p.common.device), videos)
-        models.__dict__["heads"] = heads  # Models.heads is a cached property: this seed's heads replace it
-        row = []
+    import time
+
+    import yaml
+
+    for variant in variants:
+        hp = p.heads.model_copy(update={k: yaml.safe_load(v) for k, v in (kv.split("=") for kv in variant.split(",") if kv)})
+        scores: dict[str, list[float]] = {m: [] for m in METHODS}
+        for seed in range(seeds):
+            start = time.perf_counter()
+            heads, _ = train_heads(samples, hp, seed, resolve_device(p.common.device), videos)
+            took = time.perf_counter() - start
+            models.__dict__["heads"] = heads  # Models.heads is a cached property: this seed's heads replace it
+            for m in METHODS:
+                sc = Scorer()
+                for ctx in ctxs:
+                    sc.add(compose(ctx.shape, ctx.hand_masks, FNS[m](ctx, models, p), ctx.objects, p.score.both_iou),
+                           ctx.gt)
+                scores[m].append(float(sc.result()["object_miou"] or 0.0))
+            typer.echo(f"[{variant or 'params.yaml'}] seed {seed}: " + ", ".join(f"{m} {scores[m][-1]:.3f}" for m in METHODS)
+                       + f" (threshold {heads.cfg.contact_threshold:.2f}, training {took:.0f} s)")
         for m in METHODS:
-            sc = Scorer()
-            for ctx in ctxs:
-                sc.add(compose(ctx.shape, ctx.hand_masks, FNS[m](ctx, models, p), ctx.objects, p.score.both_iou), ctx.gt)
-            scores[m].append(float(sc.result()["object_miou"] or 0.0))
-            row.append(f"{m} {scores[m][-1]:.3f}")
-        typer.echo(f"seed {seed}: " + ", ".join(row) + f" (threshold {heads.cfg.contact_threshold:.2f})")
-    for m in METHODS:
-        v = np.asarray(scores[m])
-        typer.echo(f"{m}: mean {v.mean():.3f} sd {v.std(ddof=1) if len(v) > 1 else 0.0:.3f} "
-                   f"min {v.min():.3f} max {v.max():.3f} over {len(v)} seeds")
+            v = np.asarray(scores[m])
+            typer.echo(f"[{variant or 'params.yaml'}] {m}: mean {v.mean():.3f} sd {v.std(ddof=1) if len(v) > 1 else 0.0:.3f} "
+                       f"min {v.min():.3f} max {v.max():.3f} over {len(v)} seeds")
 
 
 if __name__ == "__main__":

@@ -33,13 +33,17 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
         with atomic_path(out / "heads.pt", ".pt") as tmp:
             heads.save(tmp)
         write_csv(curve, out / "curve.csv")
-        refit = curve[curve["stage"] == "refit"]
-        last = refit.groupby("head").tail(1).set_index("head")
+        if (curve["stage"] == "refit").any():
+            last = curve[curve["stage"] == "refit"].groupby("head").tail(1).set_index("head")
+        else:  # heads.refit: false keeps each head's early-stopped epoch
+            sel = curve[curve["stage"] == "select"]
+            last = sel.loc[sel.groupby("head")["val_loss"].idxmin()].set_index("head")
         summary = {"samples": len(samples), "positives": sum(s.target >= 0 for s in samples),
                    **{f"{h}_loss": float(r["loss"]) for h, r in last.iterrows()},
                    **{f"{h}_train_acc": float(r["train_acc"]) for h, r in last.iterrows()},
                    **{f"{h}_epochs": int(r["epoch"]) + 1 for h, r in last.iterrows()},
-                   "contact_threshold": heads.cfg.contact_threshold}
+                   "contact_threshold": heads.cfg.contact_threshold,
+                   "contact_only_threshold": heads.cfg.contact_only_threshold}
         select = curve[curve["stage"] == "select"]
         for h, g in select.groupby("head"):
             best = g.loc[g["val_loss"].idxmin()]

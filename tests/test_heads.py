@@ -65,3 +65,25 @@ def test_heads_learn_truth_and_roundtrip(tmp_path, world, truth_labels):
     assert np.mean(hits) > 0.5  # training frames, truth labels: far above 1/6
     fr = next(iter(world.frames.values()))
     assert heads.predict(fr) == back.predict(fr)
+
+
+def test_early_stopped_heads_without_refit_and_per_rule_thresholds(world, truth_labels):
+    """heads.refit=false keeps the heads trained without the held-out videos (no second run); the thresholds of
+    the two-head rule and of the contact head alone are each calibrated on those videos, and the contact-only
+    ablation uses its own."""
+    from pipeline.score_methods import _ablate
+
+    samples = make_samples(world.frames, truth_labels)
+    videos = {f: f"v{i % 5}" for i, f in enumerate(sorted(world.frames))}
+    params = HeadsParams(**{**FAST, "epochs": 15, "val_fraction": 0.4, "refit": False})
+    heads, curve = train_heads(samples, params, seed=0, videos=videos)
+    assert set(curve["stage"]) == {"select"}
+    t = heads.cfg.contact_only_threshold
+    assert t is not None and 0 < t < 1 and 0 < heads.cfg.contact_threshold < 1
+    assert _ablate(heads, True, False).cfg.contact_threshold == t
+    hits = [heads.predict(fr)[s][0] == world.truth[(f, s)] for f, fr in world.frames.items() for s in ("left", "right")
+            if world.truth[(f, s)] >= 0]
+    assert np.mean(hits) > 0.5
+    refit, curve2 = train_heads(samples, params.model_copy(update={"refit": True}), seed=0, videos=videos)
+    assert set(curve2["stage"]) == {"select", "refit"}
+    assert refit.cfg.contact_threshold == heads.cfg.contact_threshold  # calibrated by the same held-out heads
