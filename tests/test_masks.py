@@ -16,7 +16,8 @@ from pipeline.io import read_table, write_image, write_table
 from pipeline.masks import build_proposer
 from pipeline.masks.common import proposals_to_rows, relabel
 from pipeline.masks.handmask import hand_from_mask, hand_masks
-from pipeline.masks.offline import TIPS, reach_map
+from pipeline.masks.offline import reach_map
+from pipeline.types import TIPS
 from pipeline.masks.run import propose_frames
 from pipeline.params import Params
 from pipeline.schemas import FRAMES, HANDS, MASKS

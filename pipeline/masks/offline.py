@@ -18,7 +18,7 @@ from scipy import ndimage
 from pipeline.masks.common import (Graph, build_graph, cut_sums, gradient, mask_nms, pixel_sums, relabel,
                                    skin_mask, unique_rows, upscale_labels, work_image)
 from pipeline.masks.handmask import hand_regions
-from pipeline.types import TIPS, Hand, Proposal
+from pipeline.types import Hand, Proposal, tip_distance_map
 
 # (colour space, similarity set) in the order `strategies` takes them. Similarities: c colour histogram,
 # s small regions first, f fill (compact merges), g weak gradient along the shared boundary.
@@ -240,16 +240,9 @@ def reach_map(shape: tuple[int, int], hands: list[Hand], scale: float) -> np.nda
     """Per pixel: distance to the nearest fingertip, in sizes of that hand (inf without landmarks)."""
     out = np.full(shape, np.inf, np.float32)
     for h in hands:
-        if len(h.landmarks) <= max(TIPS):
-            continue
-        src = np.ones(shape, np.uint8)
-        for x, y in np.round(h.landmarks[TIPS] * scale).astype(int):
-            if 0 <= y < shape[0] and 0 <= x < shape[1]:
-                src[y, x] = 0
-        size = max(h.box[2] - h.box[0], h.box[3] - h.box[1], 1.0) * scale
-        if src.all():
-            continue
-        out = np.minimum(out, cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_5) / size)
+        d = tip_distance_map(shape, h.landmarks, h.box, scale)
+        if d is not None:
+            out = np.minimum(out, d)
     return out
 
 
