@@ -257,10 +257,11 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
         rows += [x | {"stage": "refit"} for x in r]
     out = Heads(cfg, heads["contact"], heads["matching"])
     if val and params.calibrate_threshold:
-        # thresholds are chosen with the heads that never saw the held-out videos, for each decision rule
-        probe = Heads(cfg, held_out["contact"], held_out["matching"])
-        both = calibrate_threshold(probe, val)
-        alone = calibrate_threshold(Heads(replace(cfg, matching=False), held_out["contact"], None), val) \
+        # thresholds for each decision rule, on the held-out videos, with the heads that are returned: their
+        # probability scale is what the threshold must fit (a refit head never saw the held-out videos' frames
+        # as held out, so with refit its agreement there is optimistic; without refit it is a clean estimate)
+        both = calibrate_threshold(out, val)
+        alone = calibrate_threshold(Heads(replace(cfg, matching=False), out.contact, None), val) \
             if cfg.contact and cfg.matching else both
         out.cfg = replace(cfg, contact_threshold=both, contact_only_threshold=alone)
     return out, pd.DataFrame(rows)
