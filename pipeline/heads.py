@@ -240,26 +240,25 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
     tr, va = ({k: v[torch.tensor([position[id(s)] for s in part], dtype=torch.long)] for k, v in data.items()}
               for part in (train, val))
     heads: dict[str, PairHead | None] = {"contact": None, "matching": None}
-    held_out: dict[str, PairHead | None] = {"contact": None, "matching": None}  # trained without the val videos
     rows: list[dict] = []
     for offset, kind in enumerate(("contact", "matching")):
         if not getattr(cfg, kind):
             continue
         epochs = params.epochs
         if val:
-            held_out[kind], r, epochs = _train_one(kind, tr, cfg, params, seed + offset, device, params.epochs, va,
-                                                   keep_best=True)
+            early, r, epochs = _train_one(kind, tr, cfg, params, seed + offset, device, params.epochs, va,
+                                          keep_best=not params.refit)
             rows += [x | {"stage": "select"} for x in r]
-        if val and not params.refit:
-            heads[kind] = held_out[kind]
-            continue
+            if not params.refit:  # keep the early-stopped head, trained without the held-out videos
+                heads[kind] = early
+                continue
         heads[kind], r, _ = _train_one(kind, data, cfg, params, seed + offset, device, epochs)
         rows += [x | {"stage": "refit"} for x in r]
     out = Heads(cfg, heads["contact"], heads["matching"])
     if val and params.calibrate_threshold:
         # thresholds for each decision rule, on the held-out videos, with the heads that are returned: their
-        # probability scale is what the threshold must fit (a refit head never saw the held-out videos' frames
-        # as held out, so with refit its agreement there is optimistic; without refit it is a clean estimate)
+        # probability scale is what a threshold must fit (refit heads were trained on those videos too, so
+        # their agreement there is optimistic; without refit it is a clean held-out estimate)
         both = calibrate_threshold(out, val)
         alone = calibrate_threshold(Heads(replace(cfg, matching=False), out.contact, None), val) \
             if cfg.contact and cfg.matching else both

@@ -143,14 +143,17 @@ def side_scores(fr: FrameRegions, texts: list[NarrationTexts], adapters: Adapter
 
 
 def pseudolabel_frame(fr: FrameRegions, texts: list[NarrationTexts], adapters: Adapters, params,
-                      motion: dict[str, np.ndarray] | None = None, pick: dict[str, int] | None = None) -> list[dict]:
+                      motion: dict[str, np.ndarray] | None = None, pick: dict[str, int] | None = None,
+                      scored: dict[str, tuple] | None = None) -> list[dict]:
     """PSEUDOLABELS rows (one per side) for one frame. texts: the frame's narrations
     (pipeline.align.narration_texts); motion: {side: (R,) motion score aligned with fr.mask_ids, NaN where
-    unknown}; pick: {side: region index} to use instead of the frame's own argmax (temporal linking)."""
+    unknown}; pick: {side: region index} to use instead of the frame's own argmax (temporal linking); scored:
+    this frame's side_scores when already computed (for the linking)."""
     if fr.n_regions == 0:
         return [_row(fr, s, params.source) for s in SIDES]
     rows = []
-    for s, (holds, score, nid, phrase, cos) in side_scores(fr, texts, adapters, params, motion).items():
+    scored = scored if scored is not None else side_scores(fr, texts, adapters, params, motion)
+    for s, (holds, score, nid, phrase, cos) in scored.items():
         m = None if motion is None else motion.get(s)
         if not holds:
             rows.append(_row(fr, s, params.source, nid=nid, phrase=phrase))
@@ -185,6 +188,7 @@ def pseudolabel_frames(frames: dict[str, FrameRegions], frame_texts: dict[str, l
     from tqdm import tqdm
 
     picks: dict[str, dict[str, int]] = {}
+    scored: dict[str, dict[str, tuple]] = {}  # side_scores of the linked frames, reused for their rows
     if tracks and (params.temporal_weight > 0 or params.link_iou_weight > 0):
         in_tracks = {f for t in tracks for f in t if frames[f].n_regions}
         scored = {f: side_scores(frames[f], frame_texts.get(f, []), adapters, params,
@@ -193,5 +197,5 @@ def pseudolabel_frames(frames: dict[str, FrameRegions], frame_texts: dict[str, l
     rows = []
     for fid in tqdm(sorted(frames), desc="pseudolabel", disable=not progress):
         rows += pseudolabel_frame(frames[fid], frame_texts.get(fid, []), adapters, params,
-                                  None if motion is None else motion.get(fid), picks.get(fid))
+                                  None if motion is None else motion.get(fid), picks.get(fid), scored.get(fid))
     return pd.DataFrame(rows, columns=list(ROW_KEYS))

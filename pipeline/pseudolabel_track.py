@@ -40,22 +40,25 @@ def link_track(scores: list[np.ndarray], feats: list[np.ndarray], weight: float,
 
 
 class SmallMasks:
-    """Each frame's candidate masks decoded once, at LINK_SIDE, as (R, h*w) float32 rows (zeros elsewhere)."""
+    """Frames' candidate masks at LINK_SIDE, (R, h, w) bool per frame (zeros for regions not asked for yet); each
+    region is decoded once, whichever hand's candidates ask for it first."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[np.ndarray, float]] = {}
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
 
     def get(self, fr: FrameRegions, keep: np.ndarray) -> tuple[np.ndarray, float]:
-        """(masks (R, h, w) bool, scale from full-size pixels to these)."""
+        """(masks (R, h, w) bool with every `keep` region decoded, scale from full-size pixels to these)."""
         if fr.frame_id not in self._cache:
             scale = LINK_SIDE / max(fr.height, fr.width)
             h, w = max(1, round(fr.height * scale)), max(1, round(fr.width * scale))
-            out = np.zeros((fr.n_regions, h, w), bool)
-            for i in np.flatnonzero(keep):
-                m = rle_utils.decode(fr.rles[i], fr.height, fr.width).astype(np.uint8)
-                out[i] = cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) > 0  # thin objects survive
-            self._cache[fr.frame_id] = (out, scale)
-        return self._cache[fr.frame_id]
+            self._cache[fr.frame_id] = (np.zeros((fr.n_regions, h, w), bool), np.zeros(fr.n_regions, bool), scale)
+        out, done, scale = self._cache[fr.frame_id]
+        h, w = out.shape[1:]
+        for i in np.flatnonzero(keep & ~done):
+            m = rle_utils.decode(fr.rles[i], fr.height, fr.width).astype(np.uint8)
+            out[i] = cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) > 0  # thin objects survive
+            done[i] = True
+        return out, scale
 
 
 def hand_centre(hand: HandView) -> np.ndarray:
@@ -98,8 +101,8 @@ def temporal_picks(frames: dict[str, FrameRegions], scored: dict[str, dict], par
     clip in time order). scored: {frame_id: pipeline.pseudolabel.side_scores(...)}. Runs of consecutive holding
     frames are linked; a non-holding frame breaks the run."""
     picks: dict[str, dict[str, int]] = {}
-    cache = SmallMasks()
     for track in tracks:
+        cache = SmallMasks()  # a track's frames only: memory stays one clip's worth
         for s in SIDES:
             run: list[str] = []
             for f in [*track, None]:

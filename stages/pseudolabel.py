@@ -28,8 +28,9 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     frames = read_table(frames_path, FRAMES)
     phrases = read_table(root / "nouns" / "phrases.parquet", PHRASES)
     narrated = training_narrations(frames, phrases, eval_video_ids(p.common.eval_dirs), frames_path)
-    # a frame narrated only by "look at the pan" stays in: its narration says no hand holds anything
-    narrs = training_narrations(frames, phrases[holding_narrations(phrases, pl.no_hold_verbs)], set(), frames_path)
+    # a frame narrated only by "look at the pan" stays in (narrated) with no texts: no hand holds anything
+    holding = set(phrases.loc[holding_narrations(phrases, pl.no_hold_verbs), "narration_id"].astype(str))
+    narrs = {f: [n for n in nids if n in holding] for f, nids in narrated.items()}
     motion_df = None
     train = frames[(frames["split"] == "train") & ~frames["video_id"].isin(eval_video_ids(p.common.eval_dirs))]
     ids = set(narrated) if pl.source == "narration" else set(train["frame_id"])

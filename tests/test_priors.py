@@ -97,3 +97,15 @@ def test_verbs_that_hold_nothing():
     verbs = PseudolabelParams().no_hold_verbs
     assert holding_narrations(df, verbs).tolist() == [True, False, False, False, True, True]
     assert holding_narrations(df, []).all()
+
+
+def test_small_masks_decode_every_side_that_asks():
+    """The left hand's candidates are decoded first; the right hand's, asked for later, must not come back empty."""
+    from pipeline.pseudolabel_track import SmallMasks
+
+    fr = _moved_frame("a", 0, 0)
+    cache = SmallMasks()
+    first, _ = cache.get(fr, np.array([True, False]))
+    assert first[0].any() and not first[1].any()
+    both, _ = cache.get(fr, np.array([False, True]))
+    assert both[0].any() and both[1].any()
