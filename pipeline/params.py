@@ -346,8 +346,9 @@ class PseudolabelParams(Section):
     # ... and this weight on the IoU of consecutive picks after shifting the earlier one by the hand's
     # displacement (the held object moves with the hand; pipeline.pseudolabel_track). Off by default: on the
     # training frames (scripts/measure_pseudolabels.py) 2 raises the fused labels' consecutive-pick IoU 0.05 ->
-    # 0.15 (5: 0.31) with the weak-label rates unchanged, but the picks grow (1.09 -> 1.37 -> 1.65 hand areas:
-    # big regions are the stable ones) and Stage 2 trained on them fell on dev (wish 0.188 -> 0.059, seed 0).
+    # 0.16 with the weak-label rates unchanged, but the picks grow (1.09 -> 1.35 hand areas: big regions are the
+    # stable ones); Stage 2 on such labels fell on dev (wish 0.188 -> 0.059, seed 0, measured before a fix that
+    # made the second hand's overlaps count, notes/pseudolabels.md).
     link_iou_weight: float = Field(0.0, ge=0)
     # Size of a held object relative to its hand mask: log-normal, measured on VISOR training videos
     # (scripts/visor_object_priors.py: 2,243 in-contact pairs of 92 videos, eval videos excluded).
