@@ -94,8 +94,10 @@ def run_key(stage: str, params: Any, inputs: Iterable[str | Path], extra: Any = 
     return h.hexdigest()[:16]
 
 
-def run_shards(task: Task, shards: list[Shard], common, key: str) -> tuple[list[Any], RunInfo]:
-    """Results of `task` on every shard, in shard order; finished shards of an interrupted run are reused."""
+def run_shards(task: Task, shards: list[Shard], common, key: str, pool: "ActorPool | None" = None
+               ) -> tuple[list[Any], RunInfo]:
+    """Results of `task` on every shard, in shard order; finished shards of an interrupted run are reused.
+    `pool`: actors kept across calls (score's chunks); without one, a ray run starts and stops its own."""
     global LAST_RUN
     folder = Path(common.ray.shard_dir) / task.name / key
     info = LAST_RUN = RunInfo(started=time.perf_counter())
@@ -107,8 +109,14 @@ def run_shards(task: Task, shards: list[Shard], common, key: str) -> tuple[list[
             info.resumed.append(s.id)
     todo = [s for s in shards if s.id not in results]
     if todo:
-        run = _run_ray if common.executor == "ray" else _run_here
-        info.workers = run(task, todo, common, lambda s, r: _finish(folder, key, s, r, results, info))
+        finish = lambda s, r: _finish(folder, key, s, r, results, info)  # noqa: E731
+        if common.executor != "ray":
+            info.workers = _run_here(task, todo, finish)
+        elif pool is not None:
+            info.workers = pool.run(todo, finish)
+        else:
+            with ActorPool(task, common) as own:
+                info.workers = own.run(todo, finish)
     out = [results[s.id] for s in shards]
     _forget(folder)
     return out, info
@@ -148,7 +156,7 @@ def _forget(folder: Path) -> None:
         shutil.rmtree(stage_dir, ignore_errors=True)
 
 
-def _run_here(task: Task, todo: list[Shard], common, finish) -> int:
+def _run_here(task: Task, todo: list[Shard], finish) -> int:
     """The same shards, serially in this process (what `executor: local` and the 1-worker reference use)."""
     state = task.setup(*task.setup_args)
     with tqdm(total=sum(s.frames for s in todo), desc=task.name, unit="frame") as bar:
@@ -175,37 +183,59 @@ class _Worker:
         return os.getpid()
 
 
-def _run_ray(task: Task, todo: list[Shard], common, finish) -> int:
-    """Shards over `common.ray.workers` actors, one shard in flight per actor, stored as each one returns."""
-    import ray
+class ActorPool:
+    """`common.ray.workers` actors of one task, started on first use and kept until the `with` block ends, so a
+    caller with several batches of shards (score's image chunks) loads the models once per worker, not per batch.
+    One shard in flight per actor; each result is stored as it returns."""
 
-    started = connect(common)
-    try:
-        rp = common.ray
-        gpus = gpus_per_worker(rp.gpus_per_worker) if task.uses_gpu else 0
-        n = min(rp.workers, len(todo))
+    def __init__(self, task: Task, common):
+        self.task, self.common = task, common
+        self.workers: list[Any] = []
+        self.started = False
+
+    def __enter__(self) -> "ActorPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        for w in self.workers:
+            ray.kill(w)
+        self.workers = []
+        if self.started:
+            ray.shutdown()
+
+    def _grow(self, n: int) -> None:
+        import ray
+
+        if not self.workers and not ray.is_initialized():
+            self.started = connect(self.common)
+        rp = self.common.ray
+        gpus = gpus_per_worker(rp.gpus_per_worker) if self.task.uses_gpu else 0
         # a killed actor comes back (models rebuilt) and its shard is retried; finite, so a shard that crashes
         # its process every time (a decoder segfault) ends the run instead of looping
         actor = ray.remote(num_cpus=rp.cpus_per_worker, num_gpus=gpus, max_restarts=RETRIES,
                            max_task_retries=RETRIES)(_Worker)
-        threads = common.num_threads  # as the local stage: same torch thread count, same float sums
-        workers: list[Any] = [actor.remote(task.setup, task.setup_args, common.seed, threads) for _ in range(n)]
+        threads = self.common.num_threads  # as the local stage: same torch thread count, same float sums
+        while len(self.workers) < n:
+            self.workers.append(actor.remote(self.task.setup, self.task.setup_args, self.common.seed, threads))
+
+    def run(self, todo: list[Shard], finish) -> int:
+        import ray
+
+        self._grow(min(self.common.ray.workers, len(todo)))
         queue, running = list(todo), dict[Any, tuple[Any, Shard]]()  # ray object ref -> (actor handle, shard)
-        with tqdm(total=sum(s.frames for s in todo), desc=f"{task.name} (ray x{n})", unit="frame") as bar:
-            for w in workers:
-                _submit(task, w, queue, running)
+        n = min(len(self.workers), len(todo))
+        with tqdm(total=sum(s.frames for s in todo), desc=f"{self.task.name} (ray x{n})", unit="frame") as bar:
+            for w in self.workers[:n]:
+                _submit(self.task, w, queue, running)
             while running:
                 ready, _ = ray.wait(list(running), num_returns=1)
                 w, s = running.pop(ready[0])
                 finish(s, _get(ready[0]))
                 bar.update(s.frames)
-                _submit(task, w, queue, running)
-        for w in workers:
-            ray.kill(w)
+                _submit(self.task, w, queue, running)
         return n
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _get(ref):

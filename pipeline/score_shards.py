@@ -5,7 +5,8 @@ spends its time; the methods that choose among the proposals are cheap. So with 
 perception models once perceive shards of images, and the driver assembles the FrameContexts and runs the methods
 exactly as the local loop does: same contexts, same decisions, same metrics. Masks travel as COCO RLE (a frame's
 100 dense masks are ~40 MB, their RLEs a few hundred kB) and are decoded back bit for bit. Images are read by the
-driver and sent in chunks of `workers x shard_frames`, so memory stays bounded on long videos.
+driver and sent in chunks of `workers x shard_frames`, so memory stays bounded on long videos; the actors (and
+their models) live across chunks.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import rle
-from pipeline.executor import Shard, Task, run_key, run_shards, shard_id
+from pipeline.executor import ActorPool, Shard, Task, run_key, run_shards, shard_id
 from pipeline.predict import FrameContext, Models, Perception
 from pipeline.sharded import common_key
 
@@ -56,14 +57,15 @@ def iter_contexts(items: Iterable[Item], models: Models, params, with_regions: b
     chunk_size = max(1, rp.workers) * max(1, rp.shard_frames)
     task = Task("score", perceive_setup, perceive_shard, (params, str(models.root)), uses_gpu=True)
     it = iter(items)
-    while chunk := list(islice(it, chunk_size)):
-        shards = [Shard(shard_id(i, chunk[a][0], a), ([x[1] for x in chunk[a:a + rp.shard_frames]], with_regions),
-                        len(chunk[a:a + rp.shard_frames]))
-                  for i, a in enumerate(range(0, len(chunk), rp.shard_frames))]
-        results, _ = run_shards(task, shards, params.common, _key(params, chunk, with_regions))
-        packed = [p for shard in results for p in shard]
-        for (image_id, image, narrations), p in zip(chunk, packed):
-            yield models.assemble(image_id, image, unpack(p, image.shape[:2]), narrations)
+    with ActorPool(task, params.common) as pool:  # one set of actors (models loaded once) for every chunk
+        while chunk := list(islice(it, chunk_size)):
+            shards = [Shard(shard_id(i, chunk[a][0], a), ([x[1] for x in chunk[a:a + rp.shard_frames]], with_regions),
+                            len(chunk[a:a + rp.shard_frames]))
+                      for i, a in enumerate(range(0, len(chunk), rp.shard_frames))]
+            results, _ = run_shards(task, shards, params.common, _key(params, chunk, with_regions), pool)
+            packed = [p for shard in results for p in shard]
+            for (image_id, image, narrations), p in zip(chunk, packed):
+                yield models.assemble(image_id, image, unpack(p, image.shape[:2]), narrations)
 
 
 def _key(params, chunk: list[Item], with_regions: bool) -> str:

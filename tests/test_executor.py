@@ -168,6 +168,29 @@ def test_worker_killed_mid_stage_loses_only_its_shard(cluster, tmp_path):
     assert sorted(info.computed) == [s.id for s in shards] and info.resumed == []
 
 
+def _pid_of(log_dir: str, n: int) -> int:
+    return os.getpid()
+
+
+def test_actor_pool_builds_models_once_across_batches(cluster, tmp_path):
+    """score sends images in chunks: one ActorPool serves them all, so each worker's setup runs once."""
+    from pipeline.executor import ActorPool
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    common = CommonParams(executor="ray", ray=RayParams(workers=2, shard_dir=str(tmp_path / "shards")))
+    task = Task("pool", _logged_setup, _pid_of, (str(logs),))
+    pids = set()
+    with ActorPool(task, common) as pool:
+        for batch in range(3):
+            shards = [Shard(f"b{batch}s{n}", n, 1) for n in range(4)]
+            results, info = run_shards(task, shards, common, f"k{batch}", pool)
+            assert info.workers == 2 and len(results) == 4
+            pids |= set(results)
+    assert len(_runs(logs, "setup_")) == 2 and len(pids) == 2  # two actors, each built once, for three batches
+    assert ray.is_initialized()  # the module's cluster: a pool that did not start Ray leaves it running
+
+
 # ---- a killed driver: no artifact, resume from finished shards ---------------------------------------------
 
 DRIVER = '''

@@ -27,7 +27,10 @@ def work_image(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
 def gradient(image: np.ndarray) -> np.ndarray:
     """Colour gradient magnitude in Lab (max over channels), scaled to [0, 1] by its 99th percentile."""
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
-    mags = [cv2.magnitude(cv2.Sobel(c, cv2.CV_32F, 1, 0), cv2.Sobel(c, cv2.CV_32F, 0, 1)) for c in cv2.split(lab)]
+    # numpy, not cv2.magnitude: OpenCV's SIMD path rounds differently with the buffers' memory alignment, so the
+    # same image gave gradients (and proposal scores) differing in the last bit from call to call (measured)
+    mags = [np.sqrt(np.square(cv2.Sobel(c, cv2.CV_32F, 1, 0)) + np.square(cv2.Sobel(c, cv2.CV_32F, 0, 1)))
+            for c in cv2.split(lab)]
     g = np.max(mags, axis=0)
     return np.clip(g / max(float(np.percentile(g, 99)), 1e-6), 0, 1)
 
