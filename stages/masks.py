@@ -29,7 +29,10 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
         else:
             df, stats = propose_frames(frames, root / "frames", hands, proposer, p.masks.backend, workers,
                                        (p.masks, p.common))
-        write_table(df, MASKS, out / "masks.parquet", dict(backend=p.masks.backend, order="objects_then_hands", **stats))
+        # only what the rows determine goes into the file: timings, worker count and executor are printed, so
+        # that reruns and executors write the same bytes (DVC then sees an unchanged output)
+        kept = {k: stats[k] for k in ("frames", "proposals_per_frame", "hand_masks")}
+        write_table(df, MASKS, out / "masks.parquet", dict(backend=p.masks.backend, order="objects_then_hands", **kept))
     typer.echo(f"masks: {stats['frames']} frames, {stats['proposals_per_frame']} object proposals/frame, "
                f"{stats['hand_masks']} hand masks, {stats['s_per_frame']} s/frame wall, "
                f"{stats['cpu_s_per_frame']} CPU s/frame, {workers} workers ({p.masks.backend})")

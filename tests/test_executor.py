@@ -104,6 +104,7 @@ def _same_artifacts(a: Path, b: Path) -> None:
     assert len(frames) == 3 and frames["video_id"].nunique() == 2  # 3 shards over 2 videos, 2 workers
     for rel in ("hands/hands.parquet", "masks/masks.parquet", "responsibility/motion_scores.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(a / rel), pd.read_parquet(b / rel), obj=rel)
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel  # what DVC hashes: metadata too
     for rel in ("embed/regions.h5", "embed/texts.h5", "responsibility/responsibility.h5"):
         _assert_same_h5(a / rel, b / rel)
     assert (a / "embed" / "summary.json").read_text() == (b / "embed" / "summary.json").read_text()

@@ -76,6 +76,28 @@ def test_offline_finds_and_ranks_held_object():
     assert len(hands) == 1 and hands[0].side == "right" and hands[0].hand_id == 0
 
 
+def test_proposal_sums_run_on_one_blas_thread(monkeypatch):
+    """OpenBLAS orders a float32 product's sums by its thread count: the stage's processes (default threads)
+    and the Ray actors (1 thread) wrote proposal scores differing in the last bit. The cue sums must see one
+    thread whatever the caller set."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from pipeline.masks import offline
+
+    seen: list[int] = []
+    real = offline.cut_sums
+
+    def spy(*args, **kwargs):
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(offline, "cut_sums", spy)
+    img, hand, _, _ = synthetic_scene()
+    with threadpool_limits(limits=2, user_api="blas"):
+        props = build_proposer(params().masks, Params().common)(img, [hand])
+    assert props and seen and set(seen) == {1}
+
+
 def test_hand_mask_covers_synthetic_hand():
     img, hand, _, _ = synthetic_scene()
     truth = np.zeros(img.shape[:2], np.uint8)

@@ -14,6 +14,7 @@ import heapq
 import cv2
 import numpy as np
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
 from pipeline.masks.common import (Graph, build_graph, cut_sums, gradient, mask_nms, pixel_sums, relabel,
                                    skin_mask, unique_rows, upscale_labels, work_image)
@@ -261,6 +262,14 @@ def score(c: dict[str, np.ndarray], touch_full: float, reach_scale: float) -> np
 def propose(image: np.ndarray, hands: list[Hand], op, max_proposals: int, hp=None) -> list[Proposal]:
     """Ranked object proposals (best first) followed by one hand mask per hand, all at full resolution.
     hp: HandMaskParams (None or method "superpixel": hulls grown through this image's finest superpixels)."""
+    # One BLAS thread: OpenBLAS sums a float32 product in another order with another thread count, so the
+    # stage's worker processes (default threads) and the Ray actors (1 thread) wrote proposal scores that
+    # differed in the last bit (15 of 25,580 on the demo). The parallelism is over frames anyway; ~2 ms a call.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _propose(image, hands, op, max_proposals, hp)
+
+
+def _propose(image: np.ndarray, hands: list[Hand], op, max_proposals: int, hp) -> list[Proposal]:
     small, scale = work_image(image, op.work_side)
     regions = Regions(small, op, hand_windows(hands, scale, small.shape[:2], op.window_extent))
     if hp is not None and hp.method == "grabcut" and hands:
