@@ -59,9 +59,11 @@ def iter_contexts(items: Iterable[Item], models: Models, params, with_regions: b
     it = iter(items)
     with ActorPool(task, params.common) as pool:  # one set of actors (models loaded once) for every chunk
         while chunk := list(islice(it, chunk_size)):
-            shards = [Shard(shard_id(i, chunk[a][0], a), ([x[1] for x in chunk[a:a + rp.shard_frames]], with_regions),
-                            len(chunk[a:a + rp.shard_frames]))
-                      for i, a in enumerate(range(0, len(chunk), rp.shard_frames))]
+            # a short chunk (a 12-frame eval set) is still spread over every worker
+            size = min(rp.shard_frames, -(-len(chunk) // max(1, rp.workers)))
+            shards = [Shard(shard_id(i, chunk[a][0], a), ([x[1] for x in chunk[a:a + size]], with_regions),
+                            len(chunk[a:a + size]))
+                      for i, a in enumerate(range(0, len(chunk), size))]
             results, _ = run_shards(task, shards, params.common, _key(params, chunk, with_regions), pool)
             packed = [p for shard in results for p in shard]
             for (image_id, image, narrations), p in zip(chunk, packed):

@@ -125,12 +125,15 @@ def test_score_perception_on_ray_gives_the_local_predictions(cluster, tmp_path):
     small = base.masks.model_copy(update={"max_proposals": 20})
     local = base.model_copy(update={"masks": small, "common": base.common.model_copy(update={"num_threads": 1})})
     on_ray = local.model_copy(update={"common": local.common.model_copy(update={
-        "executor": "ray", "ray": RayParams(workers=2, shard_frames=1, shard_dir=str(tmp_path / "shards"))})})
+        "executor": "ray", "ray": RayParams(workers=2, shard_frames=16, shard_dir=str(tmp_path / "shards"))})})
     out = {}
     for name, p in (("local", local), ("ray", on_ray)):
         # pseudolabel_priors needs region embeddings but no trained checkpoint: the whole perception path
         out[name] = predict(iter_inputs(images), "pseudolabel_priors", build_models(p, tmp_path / "none"), p,
                             tmp_path / name, overlays=False)
+    from pipeline import executor
+
+    assert executor.LAST_RUN.workers == 2  # two images, shard_frames 16: still one shard per worker
     assert len(out["local"]) == 4 and out["local"]["holds"].any()
     pd.testing.assert_frame_equal(out["local"], out["ray"])
     assert not (tmp_path / "shards").exists() or not any((tmp_path / "shards").iterdir())
