@@ -23,7 +23,7 @@ import pandas as pd
 from pycocotools import mask as mask_utils
 
 from pipeline import rle as rle_utils
-from pipeline.types import SIDES, Hand, Proposal, tip_distance_map
+from pipeline.types import SIDES, Hand, Proposal, contact_part, tip_distance_map
 
 GEOM_NAMES = ("present", "center_dist", "gap_dist", "box_iou", "in_hand_box", "log_rel_size", "area_frac",
               "touch", "dx", "dy", "prior",
@@ -171,7 +171,10 @@ def mask_cues(fr: FrameRegions, hand: HandView, other: HandView | None) -> np.nd
     out = np.zeros((fr.n_regions, 5), np.float32)
     out[:, 0] = _inside(fr, hand.rle)
     out[:, 1] = _inside(fr, other.rle if other is not None and other.present else None)
-    hand_area = float(mask_utils.area({"size": [fr.height, fr.width], "counts": hand.rle.encode("ascii")})) \
+    # the hand's own size (its mask near the landmarks), not the forearm's: a floor region as large as a
+    # forearm that runs to the frame edge is not "hand-sized"
+    hand_area = float(np.count_nonzero(contact_part(rle_utils.decode(hand.rle, fr.height, fr.width) > 0,
+                                                    hand.landmarks, hand.box))) \
         if hand.rle else max(float((hand.box[2] - hand.box[0]) * (hand.box[3] - hand.box[1])), 1.0)
     out[:, 2] = np.log(np.maximum(fr.areas, 1.0) / max(hand_area, 1.0)) / 5.0
     out[:, 3] = _tip_distance(fr, hand)
@@ -195,10 +198,11 @@ def _box_inter(b: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def _touch(fr: FrameRegions, hand: HandView, gap_x: np.ndarray, gap_y: np.ndarray, diag: float) -> np.ndarray:
-    """Fraction of each region inside the dilated hand mask; without a hand mask, whether the boxes touch."""
+    """Fraction of each region inside the dilated hand mask (its part near the hand, not the forearm:
+    pipeline.types.contact_part); without a hand mask, whether the boxes touch."""
     if hand.rle is None:
         return ((gap_x == 0) & (gap_y == 0)).astype(np.float32)
-    mask = rle_utils.decode(hand.rle, fr.height, fr.width).astype(np.uint8)
+    mask = contact_part(rle_utils.decode(hand.rle, fr.height, fr.width) > 0, hand.landmarks, hand.box).astype(np.uint8)
     k = max(1, int(round(TOUCH_DILATION * diag)))
     dil = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
     frac = _inside(fr, mask_utils.encode(np.asfortranarray(dil)))

@@ -5,8 +5,9 @@ same frames and proposals.
 - ``wish``: both Stage-2 heads (contact gates, matching picks the object). Narration-free.
 - ``wish_contact_only`` / ``wish_matching_only``: inference-time ablations of the independently trained heads
   (see `_ablate`). Narration-free.
-- ``baseline_nearest``: no learning; the proposal nearest to each hand mask, "held" if it touches the hand
-  mask grown by ``score.nearest_dilation`` × the hand box's longer side.
+- ``baseline_nearest``: no learning; the proposal nearest to each hand mask's part near the hand (not the
+  forearm: pipeline.types.contact_part), "held" if it comes within ``score.nearest_dilation`` × the hand box's
+  longer side.
 - ``baseline_narration``: the Stage-1 aligned embeddings score the proposals against the frame's own
   narration at test time (uses the eval set's narrations.csv: an upper-ish reference, not a fair competitor).
 - ``pseudolabel_priors``: the same rule without narration (geometry priors alone).
@@ -27,7 +28,7 @@ import numpy as np
 
 from pipeline.labelmap import Decision
 from pipeline.predict import FrameContext
-from pipeline.types import SIDES
+from pipeline.types import SIDES, contact_part
 
 Method = Callable[[FrameContext, object, object], dict[str, Decision]]
 
@@ -60,8 +61,9 @@ def _nearest_side(ctx: FrameContext, side: str, sp) -> Decision:
     hand_mask = ctx.hand_masks.get(side)
     if hand_mask is None or not hand_mask.any():
         hand_mask = _box_mask(hand.box, ctx.shape)
+    near_hand = contact_part(hand_mask, hand.landmarks, hand.box)  # nearest to the hand, not to the forearm
     reach = sp.nearest_dilation * max(hand.box[2] - hand.box[0], hand.box[3] - hand.box[1])
-    dist = cv2.distanceTransform((~hand_mask).astype(np.uint8), cv2.DIST_L2, 3)
+    dist = cv2.distanceTransform((~near_hand).astype(np.uint8), cv2.DIST_L2, 3)
     best, best_d = -1, math.inf
     for i, obj in enumerate(ctx.objects):
         area = np.count_nonzero(obj)

@@ -2,6 +2,11 @@
 
     python scripts/measure_hands.py evalset [--evalset ../shared/data/evalset] [--dilate 5]
     python scripts/measure_hands.py visor   [--source ../shared/data/visor/visor_sparse_compact.tar.xz]
+    python scripts/measure_hands.py masks   [--set forearm_fan=0 --set forearm_fan=20 ...]
+
+`masks`: hand masks (masks.hand_mask, one variant per --set of comma-separated overrides, plus params.yaml's) of
+the detected hands, drawn as `score` draws them (hands only): hand mIoU (classes 1, 2 summed over the set), GT
+hands whose own-side mask reaches IoU >= 0.5, and seconds per frame.
 
 Eval-set matching rule: a detection matches a GT hand mask (left_hand/right_hand, dilated by --dilate px) when
 at least half of its 21 landmarks fall inside it; each detection goes to the GT mask holding most of its
@@ -93,6 +98,38 @@ def evalset(evalset: Path = Path("../shared/data/evalset"), dilate: int = 5,
             r = score_variant(ev, images, gts, HandsParams(**VARIANTS[name], mirror_input=mirror))
             print(f"{name:<16}{str(mirror):<7}{r['recall']:>7.3f}{r['matched']:>6}{r['fp']:>4}{r['side_model']:>11.3f}"
                   f"{r['side_position']:>9.3f}{r['side_fused']:>11.3f}{r['s_per_frame']:>8.3f}")
+
+
+@app.command()
+def masks(evalset: Path = Path("../shared/data/evalset"), params: Path = Path("params.yaml"),
+          set_: list[str] = typer.Option([], "--set", help="k=v[,k=v] overrides of masks.hand_mask")) -> None:
+    """Hand-mask variants on the eval set's detected hands (see module docstring)."""
+    from pipeline.data.evalset import load_evalset
+    from pipeline.masks.handmask import hand_masks
+    from pipeline.metrics import mask_iou
+    from pipeline.params import load_params
+
+    base = load_params(params)
+    ev = load_evalset(evalset)
+    with HandDetector(base.hands) as det:
+        data = [(ev.image(f), ev.labels(f)) for f in ev.frames]
+        hands = [det.detect(img) for img, _ in data]
+    for spec in ["default", *set_]:
+        over = dict(kv.split("=", 1) for kv in spec.split(",")) if spec != "default" else {}
+        mp = base.masks.model_copy(update={"hand_mask": base.masks.hand_mask.model_validate(
+            {**base.masks.hand_mask.model_dump(), **over})})
+        inter, union, ok, n, t = np.zeros(3), np.zeros(3), 0, 0, time.perf_counter()
+        for (img, gt), hs in zip(data, hands):
+            pred = np.zeros(gt.shape, np.uint8)
+            for p in hand_masks(img, hs, mp):
+                pred[p.mask & (pred == 0)] = 1 if p.side == "left" else 2
+            for c in (1, 2):
+                inter[c] += np.sum((pred == c) & (gt == c))
+                union[c] += np.sum((pred == c) | (gt == c))
+                if (gt == c).any():
+                    n, ok = n + 1, ok + (mask_iou(gt == c, pred == c) >= 0.5)
+        secs = (time.perf_counter() - t) / len(data)
+        print(f"{spec:<40} hand mIoU {(inter[1:] / union[1:]).mean():.3f}  IoU>=0.5 {ok}/{n}  {secs:.2f} s/frame")
 
 
 def weak_sets(root: Path, data: Path) -> dict[str, list[tuple[np.ndarray, str]]]:

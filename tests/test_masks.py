@@ -234,3 +234,48 @@ def test_stage_missing_hands_exits_2(tmp_path, capsys):
     assert main(["masks", "--params", str(params_file(tmp_path)), "--root", str(root)]) == 2
     assert str(root / "hands" / "hands.parquet") in capsys.readouterr().err
     assert not (root / "masks").exists()
+
+
+def bent_wrist_scene(angle_deg: float = 30.0):
+    """The synthetic hand moved up, with a skin-coloured forearm leaving its wrist `angle_deg` off the landmark
+    direction (middle-finger base -> wrist points straight down): a bent wrist."""
+    rng = np.random.default_rng(1)
+    img = np.clip(rng.normal(120, 6, (300, 320, 3)), 0, 255).astype(np.uint8)
+    lm = hand_landmarks() - np.array([0.0, 120.0], np.float32)
+    skin = (205, 150, 125)
+    cv2.ellipse(img, (100, 70), (40, 55), 0, 0, 360, skin, -1)
+    a = np.deg2rad(angle_deg)
+    d = np.array([np.sin(a), np.cos(a)])
+    wrist = lm[0].astype(float)
+    cv2.line(img, tuple(np.round(wrist).astype(int)), tuple(np.round(wrist + 400 * d).astype(int)), skin, 34)
+    hand = Hand(hand_id=0, side="right", score=0.9, box=(60, 10, 141, 120), landmarks=lm)
+    return img, hand, d
+
+
+def test_forearm_follows_a_bent_wrist():
+    from pipeline.masks.grabcut import arm_direction, landmark_direction, skeleton
+
+    img, hand, truth = bent_wrist_scene()
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB).astype(np.float32)
+    sure = skeleton(img.shape[:2], hand.landmarks, 5)
+    got = arm_direction(lab, hand.landmarks, sure, fan=30, step=10, start=0.1, length_k=6)
+    assert np.degrees(np.arccos(np.clip(got @ truth, -1, 1))) < 6  # the arm, not the landmark direction
+    assert np.allclose(arm_direction(lab, hand.landmarks, sure, 0, 10, 0.1, 6), landmark_direction(hand.landmarks))
+    far = np.round(hand.landmarks[0] + 150 * truth).astype(int)  # a forearm pixel 1.6 hand sizes past the wrist
+    (mask,) = hand_masks(img, [hand])
+    (landmark_only,) = hand_masks(img, [hand], params(hand_mask={"forearm_fan": 0}).masks)
+    assert mask.mask[far[1], far[0]] and not landmark_only.mask[far[1], far[0]]
+
+
+def test_contact_part_keeps_the_hand_and_drops_the_far_forearm():
+    from pipeline.types import CONTACT_REACH, contact_part
+
+    img, hand, d = bent_wrist_scene()
+    (mask,) = hand_masks(img, [hand])
+    near = contact_part(mask.mask, hand.landmarks, hand.box)
+    size = max(hand.box[2] - hand.box[0], hand.box[3] - hand.box[1])
+    far = np.round(hand.landmarks[0] + (CONTACT_REACH + 1.0) * size * d).astype(int)
+    palm = np.round(hand.landmarks[[0, 5, 9, 13, 17]].mean(0)).astype(int)
+    assert mask.mask[far[1], far[0]] and not near[far[1], far[0]]  # the forearm is drawn but is not contact
+    assert near[palm[1], palm[0]] and not (near & ~mask.mask).any()
+    assert (contact_part(mask.mask, None, hand.box) == mask.mask).all()  # no landmarks: the whole mask

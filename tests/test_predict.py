@@ -204,6 +204,17 @@ def test_nearest_baseline_ignores_far_and_hand_covering_proposals():
     assert nearest(ctx, None, Params())["left"].mask_id == -1  # the only object beyond reach: holds nothing
 
 
+def test_nearest_baseline_measures_from_the_hand_not_its_forearm():
+    """The hand mask runs along the forearm (rows 10-40); a region touching the forearm's far end is not nearer
+    than one a few pixels from the fingers (landmarks in rows 4-12)."""
+    arm = _rect(4, 40, 10, 20)
+    lm = np.array([(15.0, 12.0)] + [(11.0 + (i % 5) * 2, 4.0 + (i // 5) * 2) for i in range(20)], np.float32)
+    hand = Hand(0, "left", 1.0, (10.0, 4.0, 20.0, 12.0), lm)
+    by_forearm, by_fingers = _rect(34, 40, 18, 30), _rect(0, 5, 12, 18)  # both overlap the mask a little
+    ctx = FrameContext("x", np.zeros((H, W, 3), np.uint8), [hand], {"left": arm}, [by_forearm, by_fingers])
+    assert nearest(ctx, None, Params())["left"].mask_id == 1
+
+
 # ------------------------------------------------------------------------------------------ score stage
 
 

@@ -37,16 +37,17 @@ def skeleton(shape: tuple[int, int], lm: np.ndarray, thickness: int) -> np.ndarr
     return out > 0
 
 
-def forearm(shape: tuple[int, int], lm: np.ndarray, width_k: float, length_k: float) -> np.ndarray:
-    """A corridor from the wrist away from the fingers (middle-finger base -> wrist), `width_k` palm widths
-    wide, `length_k` hand sizes long (large values run it to the frame edge)."""
+def forearm(shape: tuple[int, int], lm: np.ndarray, width_k: float, length_k: float,
+            direction: np.ndarray | None = None) -> np.ndarray:
+    """A corridor from the wrist away from the fingers, `width_k` palm widths wide, `length_k` hand sizes long
+    (large values run it to the frame edge), along `direction` (unit vector; default: middle-finger base ->
+    wrist, see `arm_direction`)."""
     out = np.zeros(shape, np.uint8)
-    wrist, base = lm[WRIST], lm[MIDDLE_BASE]
-    d = wrist - base
-    n = float(np.hypot(*d))
-    if n < 1e-3:
+    wrist = lm[WRIST]
+    d = landmark_direction(lm) if direction is None else np.asarray(direction, np.float32)
+    if d is None:
         return out > 0
-    d /= n
+    n = float(np.hypot(*(wrist - lm[MIDDLE_BASE])))
     palm = max(float(np.hypot(*(lm[INDEX_BASE] - lm[PINKY_BASE]))), 0.5 * n)
     size = float(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1]), 2.0))
     end = wrist + d * length_k * size
@@ -57,6 +58,51 @@ def forearm(shape: tuple[int, int], lm: np.ndarray, width_k: float, length_k: fl
                      wrist - normal * half], np.float32)
     cv2.fillConvexPoly(out, np.round(poly).astype(np.int32), 1)
     return out > 0
+
+
+def landmark_direction(lm: np.ndarray) -> np.ndarray | None:
+    """Unit vector middle-finger base -> wrist (None for a degenerate hand)."""
+    d = (lm[WRIST] - lm[MIDDLE_BASE]).astype(np.float32)
+    n = float(np.hypot(*d))
+    return d / n if n >= 1e-3 else None
+
+
+# Ties between fan directions go to the one nearest the landmark direction: this much score per degree.
+FAN_TIE_PER_DEG = 0.002
+
+
+def arm_direction(lab: np.ndarray, lm: np.ndarray, sure: np.ndarray, fan: float, step: float,
+                  start: float, length_k: float) -> np.ndarray | None:
+    """The forearm's direction: of the directions within +-`fan` degrees of the landmark one (every `step`),
+    the one along which the most pixels have the colour of the hand's own skeleton (Lab median / MAD,
+    z <= 2), sampled from `start` hand sizes past the wrist (beyond the hand itself) to `length_k` hand sizes.
+    Why: a bent wrist or a hand seen edge-on turns the landmark direction away from the forearm (dev: the
+    corridor crossed a counter instead of the arm) and the forearm then ends up as background."""
+    d0 = landmark_direction(lm)
+    if d0 is None or fan <= 0 or not sure.any():
+        return d0
+    px = lab[sure]
+    mu = np.median(px, 0)
+    sd = 1.4826 * np.median(np.abs(px - mu), 0) + 3.0
+    size = float(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1]), 2.0))
+    palm = float(np.hypot(*(lm[INDEX_BASE] - lm[PINKY_BASE])))
+    along = np.linspace(start, length_k, 24)[:, None] * size
+    across = np.linspace(-0.5, 0.5, 5)[None, :] * max(palm, 0.25 * size)
+    H, W = lab.shape[:2]
+    a0, best, best_v = float(np.arctan2(d0[1], d0[0])), d0, -np.inf
+    for da in np.arange(-fan, fan + 1e-6, max(step, 1e-3)):
+        a = a0 + np.deg2rad(da)
+        d, nrm = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
+        pts = lm[WRIST] + along[..., None] * d + across[..., None] * nrm  # (24, 5, 2) x, y
+        x, y = np.round(pts[..., 0]).astype(int).ravel(), np.round(pts[..., 1]).astype(int).ravel()
+        inside = (x >= 0) & (x < W) & (y >= 0) & (y < H)
+        if not inside.any():
+            continue
+        z = np.sqrt((((lab[y[inside], x[inside]] - mu) / sd) ** 2).mean(1))
+        v = float(np.mean(z <= 2.0)) - FAN_TIE_PER_DEG * abs(da)
+        if v > best_v:
+            best, best_v = d.astype(np.float32), v
+    return best
 
 
 def disk(r: float) -> np.ndarray:
@@ -107,7 +153,8 @@ def keep_connected(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return np.isin(lab, keep) if len(keep) else mask & seed
 
 
-def hand_trimap(shape: tuple[int, int], hand: Hand, others: list[Hand], hp) -> tuple[np.ndarray, np.ndarray]:
+def hand_trimap(shape: tuple[int, int], hand: Hand, others: list[Hand], hp,
+                lab: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """GrabCut trimap of one hand and its sure-foreground skeleton. Probable foreground: the forearm corridor;
     probable background: the landmark hull grown by `band` hand sizes (GrabCut's colour models take the
     skin there and leave a held object between the fingers out: as probable foreground the hull swallowed
@@ -119,7 +166,11 @@ def hand_trimap(shape: tuple[int, int], hand: Hand, others: list[Hand], hp) -> t
     hull = np.zeros(shape, np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(np.round(hand.landmarks).astype(np.int32)), 1)
     near = cv2.dilate(hull, disk(hp.band * size)) > 0
-    arm = forearm(shape, hand.landmarks, hp.forearm_width, hp.forearm_length)
+    direction = None
+    if lab is not None:  # the corridor follows the skin-coloured direction within the fan (arm_direction)
+        direction = arm_direction(lab, hand.landmarks, sure, hp.forearm_fan, hp.forearm_fan_step,
+                                  hp.band, hp.forearm_length)
+    arm = forearm(shape, hand.landmarks, hp.forearm_width, hp.forearm_length, direction)
     tri[cv2.dilate((near | arm).astype(np.uint8), disk(0.5 * size)) > 0] = cv2.GC_PR_BGD
     tri[arm] = cv2.GC_PR_FGD
     tri[sure] = cv2.GC_FGD
@@ -131,6 +182,7 @@ def hand_trimap(shape: tuple[int, int], hand: Hand, others: list[Hand], hp) -> t
 def grabcut_hand_masks(image: np.ndarray, hands: list[Hand], hp) -> list[np.ndarray]:
     """Full-resolution boolean hand + forearm masks, one per hand (hands without 21 landmarks get their box)."""
     out = []
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32) if hp.forearm_fan > 0 else None
     for i, hand in enumerate(hands):
         if len(hand.landmarks) < 21:
             m = np.zeros(image.shape[:2], bool)
@@ -138,7 +190,7 @@ def grabcut_hand_masks(image: np.ndarray, hands: list[Hand], hp) -> list[np.ndar
             m[max(y0, 0):y1, max(x0, 0):x1] = True
             out.append(m)
             continue
-        tri, sure = hand_trimap(image.shape[:2], hand, [o for j, o in enumerate(hands) if j != i], hp)
+        tri, sure = hand_trimap(image.shape[:2], hand, [o for j, o in enumerate(hands) if j != i], hp, lab)
         mask = run_grabcut(image, tri, hp.work_side, hp.iterations)
         out.append(keep_connected(mask, sure) | sure)
     for i, m in enumerate(out):  # a pixel both hands claim stays with the hand whose skeleton is nearer

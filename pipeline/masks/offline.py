@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from pipeline.masks.common import (Graph, build_graph, cut_sums, gradient, mask_nms, pixel_sums, relabel,
                                    skin_mask, unique_rows, upscale_labels, work_image)
 from pipeline.masks.handmask import hand_regions
-from pipeline.types import Hand, Proposal, tip_distance_map
+from pipeline.types import Hand, Proposal, contact_part, tip_distance_map
 
 # (colour space, similarity set) in the order `strategies` takes them. Similarities: c colour histogram,
 # s small regions first, f fill (compact merges), g weak gradient along the shared boundary.
@@ -193,14 +193,17 @@ class Regions:
                 out[sel] = members[order[sel] - (ends[k] - len(members))][:, lookup]
         return out
 
-    def cues(self, on_hand: np.ndarray, reach: np.ndarray) -> dict[str, np.ndarray]:
-        """Cues of every kept region, given a boolean per-pixel hand map and a per-pixel fingertip distance."""
+    def cues(self, on_hand: np.ndarray, reach: np.ndarray, on_contact: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Cues of every kept region, given a boolean per-pixel hand map, a per-pixel fingertip distance and the
+        part of the hand map that counts for contact (default: all of it)."""
         parts, atom_reach = [], atom_min(self.atoms, reach)
         for labels, graph, members, lookup in self.parts:
             hand_frac = (pixel_sums(labels, on_hand) / np.maximum(graph.area, 1)).astype(np.float32)
+            contact_frac = hand_frac if on_contact is None else \
+                (pixel_sums(labels, on_contact) / np.maximum(graph.area, 1)).astype(np.float32)
             near = np.full(len(graph.area), np.inf, np.float32)
             np.minimum.at(near, lookup, atom_reach)
-            c = cues(members, graph, hand_frac)
+            c = cues(members, graph, hand_frac, contact_frac)
             c["reach"] = np.where(members, near[None], np.inf).min(1)
             parts.append(c)
         return {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
@@ -220,12 +223,14 @@ def hand_map(small: np.ndarray, hand_masks: list[np.ndarray]) -> np.ndarray:
     return cv2.morphologyEx(skin_mask(small).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
 
 
-def cues(members: np.ndarray, graph: Graph, hand_frac: np.ndarray) -> dict[str, np.ndarray]:
-    """Per region: boundary share along a hand, hand share inside, mean boundary gradient, frame-edge share."""
+def cues(members: np.ndarray, graph: Graph, hand_frac: np.ndarray,
+         contact_frac: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per region: boundary share along a hand (its contact part, `contact_frac`; default the whole hand), hand
+    share inside, mean boundary gradient, frame-edge share."""
     m = members.astype(np.float32)
     area = m @ graph.area
     length, grad = cut_sums(members, graph, np.stack([graph.length, graph.grad], 1)).T
-    along_hand = cut_sums(members, graph, graph.length, hand_frac)[:, 0]
+    along_hand = cut_sums(members, graph, graph.length, hand_frac if contact_frac is None else contact_frac)[:, 0]
     frame = m @ graph.border
     perimeter = length + frame
     return dict(
@@ -282,8 +287,10 @@ def _propose(image: np.ndarray, hands: list[Hand], op, max_proposals: int, hp) -
         hand_small = hand_regions(small, hands, scale, regions.fine, regions.fine_graph, op.hand_colour_k,
                                   op.hand_reach, op.hand_max_growth)
         full = [upscale_labels(m.astype(np.uint8), image.shape[:2]) > 0 for m in hand_small]
-    s = score(regions.cues(hand_map(small, hand_small), reach_map(small.shape[:2], hands, scale)), op.touch_full,
-              op.reach_scale)
+    # touching the forearm is not holding: the contact cue uses each mask's part near its hand
+    contact = [contact_part(m, h.landmarks, h.box, scale) for m, h in zip(hand_small, hands)]
+    s = score(regions.cues(hand_map(small, hand_small), reach_map(small.shape[:2], hands, scale),
+                           np.any(contact, axis=0) if contact else None), op.touch_full, op.reach_scale)
     order = np.argsort(-s, kind="stable")[: op.pool]
     members = regions.rows(order)
     first = unique_rows(members)  # rows come best first, so each first copy is the best-scored one
