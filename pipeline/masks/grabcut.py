@@ -90,7 +90,8 @@ def arm_direction(lab: np.ndarray, lm: np.ndarray, sure: np.ndarray, fan: float,
     across = np.linspace(-0.5, 0.5, 5)[None, :] * max(palm, 0.25 * size)
     H, W = lab.shape[:2]
     a0, best, best_v = float(np.arctan2(d0[1], d0[0])), d0, -np.inf
-    for da in np.arange(-fan, fan + 1e-6, max(step, 1e-3)):
+    turns = np.arange(0.0, fan + 1e-6, max(step, 1e-3))  # 0 (the landmark direction) is always tried
+    for da in np.concatenate([-turns[:0:-1], turns]):
         a = a0 + np.deg2rad(da)
         d, nrm = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
         pts = lm[WRIST] + along[..., None] * d + across[..., None] * nrm  # (24, 5, 2) x, y
