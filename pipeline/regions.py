@@ -171,11 +171,7 @@ def mask_cues(fr: FrameRegions, hand: HandView, other: HandView | None) -> np.nd
     out = np.zeros((fr.n_regions, 5), np.float32)
     out[:, 0] = _inside(fr, hand.rle)
     out[:, 1] = _inside(fr, other.rle if other is not None and other.present else None)
-    # the hand's own size (its mask near the landmarks), not the forearm's: a floor region as large as a
-    # forearm that runs to the frame edge is not "hand-sized"
-    hand_area = float(np.count_nonzero(contact_part(rle_utils.decode(hand.rle, fr.height, fr.width) > 0,
-                                                    hand.landmarks, hand.box))) \
-        if hand.rle else max(float((hand.box[2] - hand.box[0]) * (hand.box[3] - hand.box[1])), 1.0)
+    hand_area = _hand_area(fr, hand)
     out[:, 2] = np.log(np.maximum(fr.areas, 1.0) / max(hand_area, 1.0)) / 5.0
     out[:, 3] = _tip_distance(fr, hand)
     box_area = np.maximum((fr.boxes[:, 2] - fr.boxes[:, 0]) * (fr.boxes[:, 3] - fr.boxes[:, 1]), 1.0)
@@ -195,6 +191,15 @@ def _box_inter(b: np.ndarray, h: np.ndarray) -> np.ndarray:
     w = np.clip(np.minimum(b[:, 2], h[2]) - np.maximum(b[:, 0], h[0]), 0, None)
     hh = np.clip(np.minimum(b[:, 3], h[3]) - np.maximum(b[:, 1], h[1]), 0, None)
     return w * hh
+
+
+def _hand_area(fr: FrameRegions, hand: HandView) -> float:
+    """The hand's own size: its mask near the landmarks (not the forearm: a floor region as large as a forearm
+    that runs to the frame edge is not "hand-sized"); the whole mask if that part is empty; else its box."""
+    if not hand.rle:
+        return max(float((hand.box[2] - hand.box[0]) * (hand.box[3] - hand.box[1])), 1.0)
+    mask = rle_utils.decode(hand.rle, fr.height, fr.width) > 0
+    return float(np.count_nonzero(contact_part(mask, hand.landmarks, hand.box)) or np.count_nonzero(mask))
 
 
 def _touch(fr: FrameRegions, hand: HandView, gap_x: np.ndarray, gap_y: np.ndarray, diag: float) -> np.ndarray:

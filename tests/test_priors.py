@@ -109,3 +109,19 @@ def test_small_masks_decode_every_side_that_asks():
     assert first[0].any() and not first[1].any()
     both, _ = cache.get(fr, np.array([False, True]))
     assert both[0].any() and both[1].any()
+
+
+def test_region_size_is_relative_to_the_hand_not_its_forearm():
+    """log_mask_ratio divides by the hand mask's part near the landmarks: a forearm drawn down to the frame edge
+    does not make a large region look hand-sized; a mask away from its landmarks falls back to its whole area."""
+    from pipeline.regions import GEOM_NAMES
+
+    k = GEOM_NAMES.index("log_mask_ratio")
+    short = frame()
+    fr = frame()
+    arm = _box(60, 60, 100, 120) | _box(100, 100, 160, 120)  # the hand mask plus a forearm to the right edge
+    fr.hands["right"].rle = rle.encode(arm)
+    assert np.allclose(fr.geometry("right")[:, k], short.geometry("right")[:, k], atol=0.02)
+    far = frame()
+    far.hands["right"].rle = rle.encode(_box(0, 0, 20, 20))  # no pixel near the landmarks
+    assert np.allclose(far.geometry("right")[:, k], np.log(np.maximum(far.areas, 1.0) / 400.0) / 5.0)
