@@ -145,10 +145,11 @@ def pair_geometry(fr: FrameRegions, hand: HandView, other: HandView | None = Non
     out[:, 4] = inter / box_area
     out[:, 5] = np.log(np.maximum(fr.areas, 1.0) / hand_area) / 5.0
     out[:, 6] = fr.areas / float(fr.width * fr.height)
-    out[:, 7] = _touch(fr, hand, gap_x, gap_y, diag)
+    pixels = _hand_pixels(fr, hand)  # decoded once for the contact and size cues
+    out[:, 7] = _touch(fr, pixels, gap_x, gap_y, diag)
     out[:, 8:10] = (rc - hc) / diag
     out[:, 10] = fr.prior_scores()
-    out[:, 11:16] = mask_cues(fr, hand, other)
+    out[:, 11:16] = mask_cues(fr, hand, other, pixels)
     return out
 
 
@@ -166,12 +167,14 @@ def _inside(fr: FrameRegions, mask: str | dict | None) -> np.ndarray:
     return np.asarray(mask_utils.iou(coco_rles(fr), [target], [1]), np.float32).reshape(-1)
 
 
-def mask_cues(fr: FrameRegions, hand: HandView, other: HandView | None) -> np.ndarray:
-    """(R, 5): hand_in, other_in, log_mask_ratio (/5), tip_dist (hand sizes, capped at 3), compact."""
+def mask_cues(fr: FrameRegions, hand: HandView, other: HandView | None,
+              pixels: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """(R, 5): hand_in, other_in, log_mask_ratio (/5), tip_dist (hand sizes, capped at 3), compact.
+    `pixels`: the hand's `_hand_pixels` when the caller has them already."""
     out = np.zeros((fr.n_regions, 5), np.float32)
     out[:, 0] = _inside(fr, hand.rle)
     out[:, 1] = _inside(fr, other.rle if other is not None and other.present else None)
-    hand_area = _hand_area(fr, hand)
+    hand_area = _hand_area(hand, pixels if pixels is not None else _hand_pixels(fr, hand))
     out[:, 2] = np.log(np.maximum(fr.areas, 1.0) / max(hand_area, 1.0)) / 5.0
     out[:, 3] = _tip_distance(fr, hand)
     box_area = np.maximum((fr.boxes[:, 2] - fr.boxes[:, 0]) * (fr.boxes[:, 3] - fr.boxes[:, 1]), 1.0)
@@ -193,21 +196,29 @@ def _box_inter(b: np.ndarray, h: np.ndarray) -> np.ndarray:
     return w * hh
 
 
-def _hand_area(fr: FrameRegions, hand: HandView) -> float:
+def _hand_pixels(fr: FrameRegions, hand: HandView) -> tuple[np.ndarray, np.ndarray] | None:
+    """(whole hand mask, its part near the hand: pipeline.types.contact_part), or None without a mask."""
+    if not hand.rle:
+        return None
+    mask = rle_utils.decode(hand.rle, fr.height, fr.width) > 0
+    return mask, contact_part(mask, hand.landmarks, hand.box)
+
+
+def _hand_area(hand: HandView, pixels: tuple[np.ndarray, np.ndarray] | None) -> float:
     """The hand's own size: its mask near the landmarks (not the forearm: a floor region as large as a forearm
     that runs to the frame edge is not "hand-sized"); the whole mask if that part is empty; else its box."""
-    if not hand.rle:
+    if pixels is None:
         return max(float((hand.box[2] - hand.box[0]) * (hand.box[3] - hand.box[1])), 1.0)
-    mask = rle_utils.decode(hand.rle, fr.height, fr.width) > 0
-    return float(np.count_nonzero(contact_part(mask, hand.landmarks, hand.box)) or np.count_nonzero(mask))
+    return float(np.count_nonzero(pixels[1]) or np.count_nonzero(pixels[0]))
 
 
-def _touch(fr: FrameRegions, hand: HandView, gap_x: np.ndarray, gap_y: np.ndarray, diag: float) -> np.ndarray:
+def _touch(fr: FrameRegions, pixels: tuple[np.ndarray, np.ndarray] | None, gap_x: np.ndarray, gap_y: np.ndarray,
+           diag: float) -> np.ndarray:
     """Fraction of each region inside the dilated hand mask (its part near the hand, not the forearm:
     pipeline.types.contact_part); without a hand mask, whether the boxes touch."""
-    if hand.rle is None:
+    if pixels is None:
         return ((gap_x == 0) & (gap_y == 0)).astype(np.float32)
-    mask = contact_part(rle_utils.decode(hand.rle, fr.height, fr.width) > 0, hand.landmarks, hand.box).astype(np.uint8)
+    mask = pixels[1].astype(np.uint8)
     k = max(1, int(round(TOUCH_DILATION * diag)))
     dil = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
     frac = _inside(fr, mask_utils.encode(np.asfortranarray(dil)))

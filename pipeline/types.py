@@ -41,10 +41,19 @@ def contact_part(mask: np.ndarray, landmarks: np.ndarray | None, box, scale: flo
 
     if landmarks is None or len(landmarks) < 3:
         return mask
-    hull = np.zeros(mask.shape, np.uint8)
-    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(np.asarray(landmarks) * scale).astype(np.int32)), 1)
+    pts = np.round(np.asarray(landmarks) * scale).astype(np.int32)
     r = max(int(CONTACT_REACH * max(box[2] - box[0], box[3] - box[1], 1.0) * scale), 1)
-    near = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+    # the dilation runs on the hull's box grown by r, not the frame: exact, and ~5x cheaper for the regions'
+    # geometry (a 60-120 px disk over a full frame per hand and frame)
+    h, w = mask.shape
+    x0, y0 = max(int(pts[:, 0].min()) - r, 0), max(int(pts[:, 1].min()) - r, 0)
+    x1, y1 = min(int(pts[:, 0].max()) + r + 1, w), min(int(pts[:, 1].max()) + r + 1, h)
+    near = np.zeros(mask.shape, bool)
+    if x0 >= x1 or y0 >= y1:  # landmarks (and their reach) entirely off the image
+        return mask & near
+    hull = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(pts - np.array([x0, y0], np.int32)), 1)
+    near[y0:y1, x0:x1] = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
     return mask & near
 
 

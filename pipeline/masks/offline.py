@@ -223,14 +223,13 @@ def hand_map(small: np.ndarray, hand_masks: list[np.ndarray]) -> np.ndarray:
     return cv2.morphologyEx(skin_mask(small).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
 
 
-def cues(members: np.ndarray, graph: Graph, hand_frac: np.ndarray,
-         contact_frac: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per region: boundary share along a hand (its contact part, `contact_frac`; default the whole hand), hand
-    share inside, mean boundary gradient, frame-edge share."""
+def cues(members: np.ndarray, graph: Graph, hand_frac: np.ndarray, contact_frac: np.ndarray) -> dict[str, np.ndarray]:
+    """Per region: boundary share along a hand's contact part (`contact_frac`), hand share inside (`hand_frac`),
+    mean boundary gradient, frame-edge share."""
     m = members.astype(np.float32)
     area = m @ graph.area
     length, grad = cut_sums(members, graph, np.stack([graph.length, graph.grad], 1)).T
-    along_hand = cut_sums(members, graph, graph.length, hand_frac if contact_frac is None else contact_frac)[:, 0]
+    along_hand = cut_sums(members, graph, graph.length, contact_frac)[:, 0]
     frame = m @ graph.border
     perimeter = length + frame
     return dict(
