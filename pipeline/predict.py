@@ -23,17 +23,10 @@ from pipeline import rle
 from pipeline.errors import WishError
 from pipeline.frames import VIDEO_SUFFIXES
 from pipeline.labelmap import Decision
+from pipeline.perceive import Perception, Perceiver
 from pipeline.types import SIDES, Hand, Proposal
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
-
-@dataclass
-class Perception:
-    """Hands, proposals (objects first) and their region embeddings (None: not computed) of one image."""
-    hands: list[Hand]
-    proposals: list[Proposal]
-    features: np.ndarray | None = None
 
 
 @dataclass
@@ -127,22 +120,12 @@ class Models:
         self._narrations: dict[tuple, list] = {}
 
     @cached_property
-    def detector(self):
-        from pipeline.hands import HandDetector
+    def perceiver(self) -> Perceiver:
+        return Perceiver(self.p)
 
-        return HandDetector(self.p.hands)
-
-    @cached_property
-    def proposer(self):
-        from pipeline.masks import build_proposer
-
-        return build_proposer(self.p.masks, self.p.common)
-
-    @cached_property
+    @property
     def encoders(self):
-        from pipeline.embed import build_encoders
-
-        return build_encoders(self.p.embed, self.p.common)
+        return self.perceiver.encoders
 
     @cached_property
     def heads(self):
@@ -161,21 +144,11 @@ class Models:
         return self.assemble(image_id, image, self.perceive(image, with_regions), narrations)
 
     def perceive(self, image: np.ndarray, with_regions: bool = True) -> Perception:
-        """What the models see in one image: hands, proposals (the masks stage's own path: objects first, so a
-        region's mask_id is its index in ctx.objects) and, with_regions, their embeddings."""
-        from pipeline.masks.run import frame_proposals
-
-        hands = self.detector.detect(image)
-        proposals = frame_proposals(self.proposer, image, hands, self.p.masks)
-        feats = None
-        if with_regions:
-            feats = self.encoders[0].encode(image, [q.mask for q in proposals]) if proposals else np.zeros((0, 1))
-            feats = np.asarray(feats, np.float32).reshape(len(proposals), -1)
-        return Perception(hands, proposals, feats)
+        return self.perceiver.perceive(image, with_regions)
 
     def assemble(self, image_id: str, image: np.ndarray, seen: Perception,
                  narrations: pd.DataFrame | None = None) -> FrameContext:
-        """The FrameContext of a perceived image (here or on an executor worker: pipeline/score_shards.py)."""
+        """The FrameContext of a perceived image (here, on an executor worker or from stage `perceive`: pipeline/perceive.py)."""
         from pipeline.regions import FrameRegions
 
         objects = [q.mask for q in seen.proposals if q.kind == "object"]

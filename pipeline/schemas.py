@@ -119,6 +119,8 @@ MOTION_SCORES = _s(
 
 # HDF5 caches. keys: content hashes (see pipeline.embed.cache); features: float16 (N, D).
 REGION_EMBEDDINGS = H5Schema("wish.region_embeddings", 1, ("keys", "features"))
+# perceive: float32 region embeddings of the eval frames, one row per row of perceive/masks.parquet, same order.
+PERCEPTION_FEATURES = H5Schema("wish.perception_features", 1, ("features",))
 TEXT_EMBEDDINGS = H5Schema("wish.text_embeddings", 1, ("keys", "texts", "features"))
 # responsibility: maps uint8 (N, 2, Hmax, Wmax) = round(255 * p), left then right, zero-padded; shapes (N, 2) = each
 # frame's (h, w) at work resolution. attrs: temperature, offsets, flow, camera_compensation, work_side.

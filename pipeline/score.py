@@ -47,9 +47,10 @@ def usable_methods(methods: list[str], has_narrations: bool) -> tuple[list[str],
     return [m for m in methods if m not in skipped], skipped
 
 
-def evaluate(evalset_dir, methods: list[str], models, params, out: Path) -> dict:
+def evaluate(evalset_dir, methods: list[str], models, params, out: Path, perception=None) -> dict:
     """Score `methods` on every frame of an eval-format dir (or an already opened EvalSet-like source, e.g.
-    pipeline.data.visor.VisorEvalSet); writes the layout above into `out`."""
+    pipeline.data.visor.VisorEvalSet); writes the layout above into `out`. perception: stage `perceive`'s
+    PerceptionCache covering every frame (then nothing is perceived here)."""
     from pipeline.score_methods import NEEDS_REGIONS
     from pipeline.boundary import contact_boundary
     from pipeline.data.evalset import load_evalset
@@ -65,7 +66,7 @@ def evaluate(evalset_dir, methods: list[str], models, params, out: Path) -> dict
     recall = ProposalRecall()
     rows, per_frame = [], []
     items = ((f.image_id, es.image(f), es.narrations_for(f.image_id)) for f in es.frames)
-    contexts = iter_contexts(items, models, params, with_regions=bool(NEEDS_REGIONS & set(methods)))
+    contexts = iter_contexts(items, models, params, bool(NEEDS_REGIONS & set(methods)), perception)
     for frame, ctx in tqdm(zip(es.frames, contexts), desc="evaluate", unit="frame", total=len(es.frames)):
         gt, image = es.labels(frame), ctx.image
         if gt.shape != image.shape[:2]:

@@ -24,6 +24,7 @@ COMMANDS = [
     ("align", "align", "run"),
     ("pseudolabel", "pseudolabel", "run"),
     ("heads", "heads", "run"),
+    ("perceive", "perceive", "run"),
     ("score", "score", "run"),
     ("responsibility", "responsibility", "run"),
     ("predict", "predict", "predict"),

@@ -26,6 +26,8 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Optional[Pa
     import pandas as pd
 
     from pipeline import predict as pp
+    from pipeline.data.evalset import load_evalset
+    from pipeline.perceive import usable_perception
     from pipeline.score_methods import load_checkpoints
     from pipeline.score import dvc_metrics, evaluate
     from pipeline.io import atomic_dir, write_csv, write_json
@@ -38,8 +40,11 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt, metrics_dir: Optional[Pa
     check_no_leak(root, p.score.evalset)
     models = pp.build_models(p, root)
     load_checkpoints(models, methods)
+    es = load_evalset(p.score.evalset)
+    perception, how = usable_perception(root / "perceive", es, p)
+    typer.echo(f"score: {how}")
     with atomic_dir(root / "score") as out:
-        metrics = evaluate(p.score.evalset, methods, models, p, out)
+        metrics = evaluate(es, methods, models, p, out, perception)
     tracked = dvc_metrics(metrics)
     write_json(tracked, metrics_dir / "score.json")
     write_report(root, p, tracked, metrics_dir / "report.html")

@@ -39,7 +39,8 @@ SMALL = {
     "score": {"methods": ["wish", "baseline_nearest", "pseudolabel"], "report_max_frames": 4},
 }
 # stage -> what its log shows once its main loop runs (tqdm prints the bar at 0%)
-HEAVY = {"hands": "hands", "masks": "masks", "embed": "embed regions", "responsibility": "responsibility"}
+HEAVY = {"hands": "hands", "masks": "masks", "embed": "embed regions", "responsibility": "responsibility",
+         "perceive": "perceive"}
 LATE = ("align", "pseudolabel", "heads", "score")  # killed while they write (see the module docstring)
 TARGETS = ("score",)  # and everything upstream: the whole pipeline
 TEMP = re.compile(r"^\..+\.\d+\.")  # pipeline.io temp names: .<target>.<pid>.<...>
