@@ -74,20 +74,13 @@ def dev_miou(heads, rule: str, t: float, ctxs, p) -> float:
 
 
 def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), seeds: int = 5) -> None:
-    from measure_heads_seeds import _contexts
-    from pipeline.heads import make_samples, split_by_video, train_heads
-    from pipeline.io import read_table
+    from measure_heads_seeds import _contexts, training_samples
+    from pipeline.heads import split_by_video, train_heads
     from pipeline.params import load_params
     from pipeline.plcheck import weak_hands
-    from pipeline.regions import load_frame_regions
-    from pipeline.schemas import FRAMES, PSEUDOLABELS
 
     p = load_params(params)
-    labels = read_table(root / "pseudolabel" / "pseudolabels.parquet", PSEUDOLABELS)
-    regions = load_frame_regions(root, sorted(set(labels["frame_id"])))
-    samples = make_samples(regions, labels, p.heads.silent_as_none)
-    frames = read_table(root / "frames" / "frames.parquet", FRAMES)
-    videos = dict(zip(frames["frame_id"].astype(str), frames["video_id"].astype(str)))
+    samples, frames, videos = training_samples(p, root)
     named = weak_hands(frames, p.frames.clips_csv, p.pseudolabel.weak_csv)
     _, ctxs = _contexts(p, root)
     rows: dict[tuple[str, str], list[tuple]] = {}

@@ -34,24 +34,31 @@ def _contexts(p, root: Path):
     return models, out
 
 
-def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), seeds: int = 5,
-         variants: list[str] = typer.Option([""])) -> None:
-    from pipeline.score_methods import METHODS as FNS
-    from pipeline.device import resolve_device
-    from pipeline.heads import make_samples, train_heads
+def training_samples(p, root: Path):
+    """(Stage-2 samples from the pipeline's pseudo-labels, FRAMES table, {frame_id: video_id})."""
+    from pipeline.heads import make_samples
     from pipeline.io import read_table
-    from pipeline.labelmap import compose
-    from pipeline.metrics import Scorer
-    from pipeline.params import load_params
     from pipeline.regions import load_frame_regions
     from pipeline.schemas import FRAMES, PSEUDOLABELS
 
-    p = load_params(params)
     labels = read_table(root / "pseudolabel" / "pseudolabels.parquet", PSEUDOLABELS)
     regions = load_frame_regions(root, sorted(set(labels["frame_id"])))
     samples = make_samples(regions, labels, p.heads.silent_as_none)
     frames = read_table(root / "frames" / "frames.parquet", FRAMES)
-    videos = dict(zip(frames["frame_id"].astype(str), frames["video_id"].astype(str)))
+    return samples, frames, dict(zip(frames["frame_id"].astype(str), frames["video_id"].astype(str)))
+
+
+def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), seeds: int = 5,
+         variants: list[str] = typer.Option([""])) -> None:
+    from pipeline.score_methods import METHODS as FNS
+    from pipeline.device import resolve_device
+    from pipeline.heads import train_heads
+    from pipeline.labelmap import compose
+    from pipeline.metrics import Scorer
+    from pipeline.params import load_params
+
+    p = load_params(params)
+    samples, _, videos = training_samples(p, root)
     models, ctxs = _contexts(p, root)
     import time
 

@@ -1,4 +1,4 @@
-"""Wall and CPU time of `wish align`, `wish heads` and `wish score` from one or more code trees, back to back on
+"""Wall and CPU time of `wish align`, `wish heads`, `wish perceive` and `wish score` from one or more code trees, back to back on
 one machine, so that today's main and this tree are compared in one sitting (the machine is shared: the load
 average is printed next to every number, and only ratios taken in the same run mean much).
 
@@ -26,7 +26,10 @@ import yaml
 # what each stage reads from ROOT (it writes ROOT/<stage>, and score also ROOT/metrics)
 INPUTS = {"align": ("frames", "nouns", "hands", "masks", "embed", "responsibility"),
           "heads": ("frames", "nouns", "hands", "masks", "embed", "responsibility", "align", "pseudolabel"),
-          "score": ("frames", "nouns", "hands", "masks", "embed", "responsibility", "align", "pseudolabel", "heads")}
+          "perceive": (),
+          # a tree with stage `perceive` reads its output (a tree without it ignores the link and perceives itself)
+          "score": ("frames", "nouns", "hands", "masks", "embed", "responsibility", "align", "pseudolabel", "heads",
+                    "perceive")}
 RUNNER = ("import sys; sys.path.insert(0, sys.argv[1]); import pipeline; "
           "assert pipeline.__file__.startswith(sys.argv[1]), pipeline.__file__; "
           "from stages.cli import main; sys.exit(main(sys.argv[2:]))")
