@@ -212,13 +212,14 @@ with atomic_dir(Path(sys.argv[3])) as out:
 '''
 
 SLOWTASK = '''
-import time
+import os, time
 from pathlib import Path
 def setup(log_dir):
     return log_dir
 def run(log_dir, n):
     Path(log_dir, f"run_{n}_{time.time_ns()}").touch()
-    time.sleep(0.4)
+    # the killed driver's later shards are slow (SLOW_TAIL), so the kill always lands before all six are done
+    time.sleep(0.4 if n < 2 else float(os.environ.get("SLOW_TAIL", 0.4)))
     return n * n
 '''
 
@@ -228,7 +229,7 @@ def test_killed_driver_leaves_no_artifact_and_resumes_from_finished_shards(tmp_p
     (tmp_path / "driver.py").write_text(DRIVER)
     shard_dir, logs, art = tmp_path / "shards", tmp_path / "logs", tmp_path / "artifact"
     logs.mkdir()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]), SLOW_TAIL="30")
     proc = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(shard_dir), str(logs), str(art)], env=env)
     deadline = time.monotonic() + 120
     while len(list(shard_dir.glob("slow/k/*.pkl"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
