@@ -181,15 +181,20 @@ def write_perception(out: Path, seen: list[tuple[str, str, Perception]], key: st
 
 @dataclass
 class PerceptionCache:
-    """ROOT/perceive read back: Perception of an image when its id, pixels and the perception key all match."""
+    """ROOT/perceive read back: Perception of an image when its id, pixels and the perception key all match. Masks
+    stay RLE until an image is asked for (an eval set's dense masks would not fit in memory at once)."""
     key: str
     images: dict[str, str]
-    by_image: dict[str, Perception]
+    packed: dict[str, tuple[tuple, tuple[int, int]]]  # image_id -> (pack() tuple, (height, width))
 
     def missing(self, images: Iterable[tuple[str, np.ndarray]], key: str) -> list[str]:
         """Ids of `images` this cache cannot stand for (all of them when it was made with other params)."""
         return [iid for iid, image in images
-                if key != self.key or iid not in self.by_image or self.images.get(iid) != image_sha1(image)]
+                if key != self.key or iid not in self.packed or self.images.get(iid) != image_sha1(image)]
+
+    def perception(self, image_id: str) -> Perception:
+        packed, shape = self.packed[image_id]
+        return unpack(packed, shape)
 
 
 def load_perception(directory: str | Path) -> PerceptionCache:
@@ -208,18 +213,18 @@ def load_perception(directory: str | Path) -> PerceptionCache:
     if len(feats) != len(masks) or fkey != meta.get("perception_key"):
         raise WishError(d / FEATURES_FILE, f"{len(feats)} feature rows for {len(masks)} masks, or another run's file")
     images = json.loads(meta.get("images", "{}"))
-    by_image, start = {}, 0
+    packed, start = {}, 0
     hand_groups = dict(tuple(hands.groupby("frame_id", sort=False)))
     mask_groups = dict(tuple(masks.groupby("frame_id", sort=False)))
     for iid in images:  # masks.parquet holds the images in this (their write) order
         g = mask_groups.get(iid, masks.iloc[:0])
-        props = [Proposal(rle.decode(r.rle, int(r.height), int(r.width)), float(r.score), str(r.kind), str(r.side),
-                          int(r.hand_id)) for r in g.itertuples()]
         hg = hand_groups.get(iid)
-        by_image[iid] = Perception(rows_to_hands(hg) if hg is not None else [], props,
-                                   feats[start:start + len(g)].astype(np.float32))
+        props = list(zip(g["rle"], g["score"].astype(float), g["kind"], g["side"], g["hand_id"].astype(int)))
+        shape = (int(g["height"].iloc[0]), int(g["width"].iloc[0])) if len(g) else (0, 0)
+        packed[iid] = ((rows_to_hands(hg) if hg is not None else [], props,
+                        feats[start:start + len(g)].astype(np.float32)), shape)
         start += len(g)
-    return PerceptionCache(meta.get("perception_key", ""), images, by_image)
+    return PerceptionCache(meta.get("perception_key", ""), images, packed)
 
 
 def perceive_evalset(es, perceiver, params, progress: bool = True) -> list[tuple[str, str, Perception]]:

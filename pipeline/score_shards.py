@@ -20,7 +20,7 @@ def iter_contexts(items: Iterable[Item], models: Models, params, with_regions: b
     item: pipeline.perceive.usable_perception), perceived here (`executor: local`) or on the executor's actors."""
     if cache is not None:
         for image_id, image, narrations in items:
-            seen = cache.by_image[image_id]
+            seen = cache.perception(image_id)
             yield models.assemble(image_id, image, seen if with_regions else Perception(seen.hands, seen.proposals),
                                   narrations)
         return

@@ -75,7 +75,7 @@ def test_round_trip_is_exact(project):
     cache = pc.load_perception(tmp / "art" / "perceive")
     for image_id in GT:
         image = np.asarray(Image.open(evalset / "images" / f"{image_id}.png").convert("RGB"))
-        want, got = fake_perceive(None, image), cache.by_image[image_id]
+        want, got = fake_perceive(None, image), cache.perception(image_id)
         assert [(p.kind, p.side, p.hand_id) for p in got.proposals] == [(p.kind, p.side, p.hand_id) for p in want.proposals]
         assert all(np.array_equal(a.mask, b.mask) for a, b in zip(got.proposals, want.proposals))
         assert np.array_equal(got.features, want.features) and got.features.dtype == np.float32
