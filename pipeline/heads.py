@@ -5,11 +5,12 @@ Inputs per (hand side, region) pair: region feature, hand feature, pair geometry
                hand's other regions, all of them when the pseudo-label is "none");
   matching:    softmax over the hand's regions plus a "none" slot (cross-entropy).
 The two heads have separate weights, optimisers and seeds, so turning one off (heads.contact / heads.matching)
-is an exact ablation. Prediction per detected hand:
-  both on:       r* = argmax_r p_match(r) * p_contact(r); holds iff (p_contact(r*) + 1 - p_match(none)) / 2 >=
+is an exact ablation. Prediction per detected hand, by heads.rule (default "matching"):
+  both:          r* = argmax_r p_match(r) * p_contact(r); holds iff (p_contact(r*) + 1 - p_match(none)) / 2 >=
                  contact_threshold (each head votes with its own "holds something" confidence);
-  contact only:  r* = argmax p_contact; holds iff p_contact(r*) >= contact_threshold;
-  matching only: r* = argmax over regions and none; holds iff r* is a region.
+  contact:       r* = argmax p_contact; holds iff p_contact(r*) >= contact_threshold (its own, calibrated);
+  matching:      r* = argmax over regions and none; holds iff r* is a region.
+With heads.folds > 1 each head is an ensemble of per-fold members whose probabilities are averaged.
 
     heads = load_heads("artifacts/heads/heads.pt")
     heads.predict(frame_regions) -> {side: (mask_id or -1, contact_prob, match_prob)}   (NaN for a head that is off)
@@ -43,6 +44,8 @@ class HeadsConfig:
     full_features: bool = True  # checkpoints from before the bottleneck: raw features into the trunk
     # the contact head's own threshold when it decides alone (wish_contact_only); None: contact_threshold
     contact_only_threshold: float | None = None
+    # which trained head(s) decide `predict` (heads.rule); checkpoints from before the param decided by "both"
+    rule: str = "both"
 
 
 class FastDropout(nn.Dropout):
@@ -232,9 +235,14 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
     if not samples:
         raise ValueError("no pseudo-labelled detected hand to train on")
     cfg = HeadsConfig(samples[0].frame.features.shape[1], params.hidden, params.contact, params.matching,
-                      params.contact_threshold, params.feature_dim, params.feature_dropout, full_features=False)
-    train, val = split_by_video(samples, videos, params.val_fraction, seed)
+                      params.contact_threshold, params.feature_dim, params.feature_dropout, full_features=False,
+                      rule=params.rule)
     data = {k: v.to(device) for k, v in collate(samples).items()}  # padded once; batches are index lookups
+    if params.folds > 1 and videos is not None:
+        from pipeline.heads_folds import train_folds
+
+        return train_folds(samples, data, cfg, params, seed, device, videos)
+    train, val = split_by_video(samples, videos, params.val_fraction, seed)
     # the selection run's splits are rows of the same padded tensors, not two more collations
     position = {id(s): i for i, s in enumerate(samples)}
     tr, va = ({k: v[torch.tensor([position[id(s)] for s in part], dtype=torch.long)] for k, v in data.items()}
@@ -248,36 +256,52 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
         if val:
             early, r, epochs = _train_one(kind, tr, cfg, params, seed + offset, device, params.epochs, va,
                                           keep_best=not params.refit)
-            rows += [x | {"stage": "select"} for x in r]
+            rows += [x | {"stage": "select", "fold": 0} for x in r]
             if not params.refit:  # keep the early-stopped head, trained without the held-out videos
                 heads[kind] = early
                 continue
         heads[kind], r, _ = _train_one(kind, data, cfg, params, seed + offset, device, epochs)
-        rows += [x | {"stage": "refit"} for x in r]
+        rows += [x | {"stage": "refit", "fold": 0} for x in r]
     out = Heads(cfg, heads["contact"], heads["matching"])
     if val and params.calibrate_threshold:
         # thresholds for each decision rule, on the held-out videos, with the heads that are returned: their
         # probability scale is what a threshold must fit (refit heads were trained on those videos too, so
         # their agreement there is optimistic; without refit it is a clean held-out estimate)
-        both = calibrate_threshold(out, val)
-        alone = calibrate_threshold(Heads(replace(cfg, matching=False), out.contact, None), val) \
-            if cfg.contact and cfg.matching else both
-        out.cfg = replace(cfg, contact_threshold=both, contact_only_threshold=alone)
+        _calibrate(out, [(out, val)])
     return out, pd.DataFrame(rows)
 
 
-def calibrate_threshold(heads: "Heads", val: list[Sample]) -> float:
-    """The "holds something" threshold that best agrees with the held-out videos' pseudo-labels: the heads'
-    probabilities are not calibrated (one positive among ~100 regions, label smoothing), so 0.5 is arbitrary."""
-    probs = [heads.probs(s.frame, s.side) for s in val]
-    held = np.array([s.target >= 0 for s in val])
+def _calibrate(out: "Heads", held_out: list[tuple["Heads", list[Sample]]]) -> None:
+    """Set the two-head rule's and the contact head's own thresholds from (heads, their held-out samples) pairs."""
+    cfg = out.cfg
+    both = calibrate_threshold(held_out)
+    alone = calibrate_threshold([(Heads(replace(h.cfg, matching=False), h.contact, None), v) for h, v in held_out]) \
+        if cfg.contact and cfg.matching else both
+    out.cfg = replace(cfg, contact_threshold=both, contact_only_threshold=alone)
+
+
+def calibrate_threshold(held_out: list[tuple["Heads", list[Sample]]]) -> float:
+    """The "holds something" threshold that best agrees with the held-out videos' pseudo-labels, each sample
+    judged by the heads that did not train on it: the heads' probabilities are not calibrated (one positive among
+    ~100 regions, label smoothing), so 0.5 is arbitrary."""
+    probs = [heads.probs(s.frame, s.side) for heads, val in held_out for s in val]
+    held = np.array([s.target >= 0 for _, val in held_out for s in val])
     grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
     agree = [np.mean([decide(pc, pm, t)[1] for pc, pm in probs] == held) for t in grid]
     return float(grid[int(np.argmax(agree))])
 
 
+class Members(nn.ModuleList):
+    """Heads of one kind, one per fold of the training videos (heads.folds): their probabilities are averaged."""
+
+
+def _mean_prob(head: PairHead | Members, args: tuple, fn) -> np.ndarray:
+    heads = list(head) if isinstance(head, Members) else [head]
+    return np.mean([fn(h(*args))[0].numpy() for h in heads], 0)
+
+
 class Heads:
-    def __init__(self, cfg: HeadsConfig, contact: PairHead | None, matching: PairHead | None):
+    def __init__(self, cfg: HeadsConfig, contact: PairHead | Members | None, matching: PairHead | Members | None):
         self.cfg, self.contact, self.matching = cfg, contact, matching
 
     @torch.no_grad()
@@ -285,8 +309,8 @@ class Heads:
         """(p_contact (R,), p_match (R+1,) with none last); None for a head that is off."""
         b = collate([Sample(fr, side, -1)])
         args = (b["obj"], b["hand"], b["geom"], b["side"], b["rmask"])
-        pc = torch.sigmoid(self.contact(*args))[0].numpy() if self.contact is not None else None
-        pm = torch.softmax(self.matching(*args), 1)[0].numpy() if self.matching is not None else None
+        pc = _mean_prob(self.contact, args, torch.sigmoid) if self.contact is not None else None
+        pm = _mean_prob(self.matching, args, lambda x: torch.softmax(x, 1)) if self.matching is not None else None
         return pc, pm
 
     def decide_frame(self, fr: FrameRegions) -> dict[str, tuple[int, bool, float, float]]:
@@ -297,10 +321,21 @@ class Heads:
                 out[side] = (-1, False, 0.0, 0.0)
                 continue
             pc, pm = self.probs(fr, side)
-            r, holds = decide(pc, pm, self.cfg.contact_threshold)
+            r, holds = self._decide(pc, pm)
             out[side] = (int(fr.mask_ids[r]), holds, float(pc[r]) if pc is not None else np.nan,
                          float(pm[r]) if pm is not None else np.nan)
         return out
+
+    def _decide(self, pc: np.ndarray | None, pm: np.ndarray | None) -> tuple[int, bool]:
+        """decide() under cfg.rule: "matching" / "contact" let that head alone decide (when it is there: an
+        ablation that removed it falls back to the other one), "both" combines them."""
+        cfg = self.cfg
+        if cfg.rule == "matching" and pm is not None:
+            return decide(None, pm, cfg.contact_threshold)
+        if cfg.rule == "contact" and pc is not None:
+            return decide(pc, None, cfg.contact_threshold if cfg.contact_only_threshold is None
+                          else cfg.contact_only_threshold)
+        return decide(pc, pm, cfg.contact_threshold)
 
     def predict(self, fr: FrameRegions) -> dict[str, tuple[int, float, float]]:
         return {s: (m if holds else -1, pc, pm) for s, (m, holds, pc, pm) in self.decide_frame(fr).items()}
@@ -309,8 +344,14 @@ class Heads:
         from pipeline.io import save_torch
 
         save_torch({"config": asdict(self.cfg),
-                    "contact": None if self.contact is None else self.contact.state_dict(),
-                    "matching": None if self.matching is None else self.matching.state_dict()}, path)
+                    "contact": _state(self.contact), "matching": _state(self.matching)}, path)
+
+
+def _state(head: PairHead | Members | None) -> dict | list[dict] | None:
+    """A head's state_dict; an ensemble's as a list of its members' (one-model checkpoints stay as they were)."""
+    if head is None:
+        return None
+    return [h.state_dict() for h in head] if isinstance(head, Members) else head.state_dict()
 
 
 def decide(pc: np.ndarray | None, pm: np.ndarray | None, threshold: float) -> tuple[int, bool]:
@@ -337,8 +378,11 @@ def load_heads(path: str | Path) -> Heads:
             if blob[kind] is None:
                 heads.append(None)
                 continue
-            h = _new_head(kind, cfg)
-            h.load_state_dict(blob[kind])
-            heads.append(h.eval())
+            states = blob[kind] if isinstance(blob[kind], list) else [blob[kind]]
+            members = [_new_head(kind, cfg) for _ in states]
+            for h, st in zip(members, states):
+                h.load_state_dict(st)
+                h.eval()
+            heads.append(Members(members).eval() if isinstance(blob[kind], list) else members[0])
         return Heads(cfg, *heads)
     return build_from_blob(path, "heads", build)

@@ -396,6 +396,17 @@ class HeadsParams(Section):
     refit: bool = True
     # Choose contact_threshold on those held-out videos (agreement with their pseudo-labels' holds).
     calibrate_threshold: bool = True
+    # > 1: an ensemble instead: the training videos are dealt into this many folds, one early-stopped head per
+    # kind and fold (trained on the others), probabilities averaged; thresholds from out-of-fold predictions.
+    # val_fraction and refit are then unused.
+    folds: int = Field(1, ge=1)
+    # Which head decides `wish` (both are trained; wish_contact_only / wish_matching_only stay exact ablations):
+    #   matching: the matching head alone, argmax over the hand's regions and "none" (no threshold);
+    #   both:     r = argmax p_match * p_contact, holds iff (p_contact + 1 - p_none) / 2 >= the calibrated threshold;
+    #   contact:  the contact head alone with its own calibrated threshold.
+    # "matching": across 9 Stage-2 seeds on two machines' pipelines it beat "both" on dev every time and moved
+    # least between machines (notes/pseudolabels.md, sixth round).
+    rule: Literal["matching", "both", "contact"] = "matching"
 
 
 class ScoreParams(Section):

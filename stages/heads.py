@@ -33,21 +33,25 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
         with atomic_path(out / "heads.pt", ".pt") as tmp:
             heads.save(tmp)
         write_csv(curve, out / "curve.csv")
+        select = curve[curve["stage"] == "select"]
+        # each head's (and, with heads.folds, each fold's) early-stopped epoch; averaged over folds
+        best = select.loc[select.groupby(["head", "fold"])["val_loss"].idxmin()] if len(select) else select
         if (curve["stage"] == "refit").any():
             last = curve[curve["stage"] == "refit"].groupby("head").tail(1).set_index("head")
-        else:  # heads.refit: false keeps each head's early-stopped epoch
-            sel = curve[curve["stage"] == "select"]
-            last = sel.loc[sel.groupby("head")["val_loss"].idxmin()].set_index("head")
+        else:  # heads.refit: false or heads.folds > 1 keep the early-stopped epochs
+            last = best.groupby("head")[["loss", "train_acc", "epoch"]].mean()
         summary = {"samples": len(samples), "positives": sum(s.target >= 0 for s in samples),
                    **{f"{h}_loss": float(r["loss"]) for h, r in last.iterrows()},
                    **{f"{h}_train_acc": float(r["train_acc"]) for h, r in last.iterrows()},
-                   **{f"{h}_epochs": int(r["epoch"]) + 1 for h, r in last.iterrows()},
+                   **{f"{h}_epochs": _num(float(r["epoch"]) + 1) for h, r in last.iterrows()},
                    "contact_threshold": heads.cfg.contact_threshold,
-                   "contact_only_threshold": heads.cfg.contact_only_threshold}
-        select = curve[curve["stage"] == "select"]
-        for h, g in select.groupby("head"):
-            best = g.loc[g["val_loss"].idxmin()]
-            summary |= {f"{h}_val_loss": float(best["val_loss"]), f"{h}_val_acc": float(best["val_acc"])}
+                   "contact_only_threshold": heads.cfg.contact_only_threshold, "folds": p.heads.folds}
+        for h, g in best.groupby("head"):
+            summary |= {f"{h}_val_loss": float(g["val_loss"].mean()), f"{h}_val_acc": float(g["val_acc"].mean())}
         write_json(summary, out / "summary.json")
     typer.echo(f"heads: {len(samples)} hands ({summary['positives']} holding); " +
                ", ".join(f"{h} loss {r['loss']:.3f}" for h, r in last.iterrows()))
+
+
+def _num(x: float) -> int | float:
+    return int(x) if x.is_integer() else round(x, 2)

@@ -87,3 +87,65 @@ def test_early_stopped_heads_without_refit_and_per_rule_thresholds(world, truth_
     refit, curve2 = train_heads(samples, params.model_copy(update={"refit": True}), seed=0, videos=videos)
     assert set(curve2["stage"]) == {"select", "refit"}
     assert refit.cfg.contact_only_threshold is not None
+
+
+def test_fold_ensemble_holds_out_each_video_once_and_averages_its_members(tmp_path, world, truth_labels):
+    """heads.folds: the videos are dealt into folds (a video never in two), one early-stopped head per kind and
+    fold, whose probabilities are averaged; thresholds come from out-of-fold predictions; the checkpoint round
+    trip keeps every member."""
+    from pipeline.heads import Members, Sample, collate
+    from pipeline.heads_folds import video_folds
+
+    samples = make_samples(world.frames, truth_labels)
+    videos = {f: f"v{i % 5}" for i, f in enumerate(sorted(world.frames))}
+    folds = video_folds(samples, videos, 3, seed=0)
+    assert len(folds) == 3 and sorted(np.concatenate(folds).tolist()) == list(range(len(samples)))
+    fold_videos = [{videos[samples[i].frame.frame_id] for i in f} for f in folds]
+    assert all(not (a & b) for j, a in enumerate(fold_videos) for b in fold_videos[j + 1:])
+
+    params = HeadsParams(**{**FAST, "epochs": 15, "folds": 3})
+    heads, curve = train_heads(samples, params, seed=0, videos=videos)
+    assert isinstance(heads.contact, Members) and len(heads.contact) == 3 and len(heads.matching) == 3
+    assert set(curve["stage"]) == {"select"} and set(curve["fold"]) == {0, 1, 2}
+    assert 0 < heads.cfg.contact_threshold < 1 and heads.cfg.contact_only_threshold is not None
+    fr = next(f for f in world.frames.values() if f.hands["left"].present)
+    b = collate([Sample(fr, "left", -1)])
+    args = (b["obj"], b["hand"], b["geom"], b["side"], b["rmask"])
+    with torch.no_grad():
+        by_hand = np.mean([torch.softmax(h(*args), 1)[0].numpy() for h in heads.matching], 0)
+    assert np.allclose(heads.probs(fr, "left")[1], by_hand)
+    hits = [heads.predict(f)[s][0] == world.truth[(fid, s)] for fid, f in world.frames.items()
+            for s in ("left", "right") if world.truth[(fid, s)] >= 0]
+    assert np.mean(hits) > 0.5
+    heads.save(tmp_path / "h.pt")
+    back = load_heads(tmp_path / "h.pt")
+    assert len(back.contact) == 3 and all(back.predict(f) == heads.predict(f) for f in world.frames.values())
+
+
+def test_rule_picks_which_head_decides(world, truth_labels):
+    """heads.rule: "matching" predicts exactly what the matching-only ablation predicts, "contact" what the
+    contact-only one does (its own threshold), "both" the combined rule; old checkpoints (no rule) mean "both"."""
+    from dataclasses import replace
+
+    from pipeline.heads import HeadsConfig
+    from pipeline.score_methods import _ablate
+
+    samples = make_samples(world.frames, truth_labels)
+    videos = {f: f"v{i % 5}" for i, f in enumerate(sorted(world.frames))}
+    heads, _ = train_heads(samples, HeadsParams(**{**FAST, "val_fraction": 0.4, "refit": False}), 0, videos=videos)
+    assert heads.cfg.rule == "matching" and HeadsConfig(8).rule == "both"
+    frames = list(world.frames.values())
+    only_m, only_c = _ablate(heads, False, True), _ablate(heads, True, False)
+
+    def picks(model):
+        return [{s: v[0] for s, v in model.predict(f).items()} for f in frames]
+    assert picks(heads) == picks(only_m)
+    heads.cfg = replace(heads.cfg, rule="contact")
+    assert picks(heads) == picks(only_c)
+    heads.cfg = replace(heads.cfg, rule="both")
+    for f in frames:
+        for s, (m, holds, _, _) in heads.decide_frame(f).items():
+            if f.hands[s].present:
+                r, want = decide(*heads.probs(f, s), heads.cfg.contact_threshold)
+                assert (m, holds) == (int(f.mask_ids[r]), want)
+    assert picks(heads) != picks(only_m)  # the rules do differ on these frames

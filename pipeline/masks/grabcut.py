@@ -111,6 +111,21 @@ def disk(r: float) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
+def dilate_near(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """cv2.dilate of a uint8 mask computed only on the bounding box of its pixels grown by the kernel's radius:
+    the same result (pixels farther away stay 0), but a hand's disks at full resolution dilated whole
+    1920x1080 frames (~9% of the masks stage)."""
+    out = np.zeros_like(mask)
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0 or h == 0:
+        return out
+    ry, rx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    y0, y1 = max(y - ry, 0), min(y + h + ry, mask.shape[0])
+    x0, x1 = max(x - rx, 0), min(x + w + rx, mask.shape[1])
+    out[y0:y1, x0:x1] = cv2.dilate(np.ascontiguousarray(mask[y0:y1, x0:x1]), kernel)
+    return out
+
+
 def run_grabcut(image: np.ndarray, trimap: np.ndarray, work_side: int, iterations: int) -> np.ndarray:
     """GrabCut on the bounding box of the trimap's non-background part (plus a margin), downscaled so its longer
     side is at most `work_side`. trimap uses cv2.GC_* values; returns a full-size boolean foreground."""
@@ -166,13 +181,13 @@ def hand_trimap(shape: tuple[int, int], hand: Hand, others: list[Hand], hp,
     sure = skeleton(shape, hand.landmarks, int(hp.skeleton_thickness * size))
     hull = np.zeros(shape, np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(np.round(hand.landmarks).astype(np.int32)), 1)
-    near = cv2.dilate(hull, disk(hp.band * size)) > 0
+    near = dilate_near(hull, disk(hp.band * size)) > 0
     direction = None
     if lab is not None:  # the corridor follows the skin-coloured direction within the fan (arm_direction)
         direction = arm_direction(lab, hand.landmarks, sure, hp.forearm_fan, hp.forearm_fan_step,
                                   hp.band, hp.forearm_length)
     arm = forearm(shape, hand.landmarks, hp.forearm_width, hp.forearm_length, direction)
-    tri[cv2.dilate((near | arm).astype(np.uint8), disk(0.5 * size)) > 0] = cv2.GC_PR_BGD
+    tri[dilate_near((near | arm).astype(np.uint8), disk(0.5 * size)) > 0] = cv2.GC_PR_BGD
     tri[arm] = cv2.GC_PR_FGD
     tri[sure] = cv2.GC_FGD
     for o in others:
