@@ -47,6 +47,11 @@ class HeadsConfig:
     # which trained head(s) decide `predict` (heads.rule); checkpoints from before the param decided by "both"
     rule: str = "both"
 
+    @property
+    def contact_alone_threshold(self) -> float:
+        """The contact head's threshold when it decides alone: its own calibrated one, else contact_threshold."""
+        return self.contact_threshold if self.contact_only_threshold is None else self.contact_only_threshold
+
 
 class FastDropout(nn.Dropout):
     """nn.Dropout's element-wise Bernoulli(1 - p) keep mask, scaled by 1 / (1 - p), drawn from 16-bit random words
@@ -175,7 +180,7 @@ def _new_head(kind: str, cfg: HeadsConfig) -> PairHead:
                     cfg.feature_dropout)
 
 
-def _train_one(kind: str, data: dict, cfg: HeadsConfig, params, seed: int, device, epochs: int,
+def train_one(kind: str, data: dict, cfg: HeadsConfig, params, seed: int, device, epochs: int,
                val: dict | None = None, keep_best: bool = False) -> tuple:
     """Train one head for `epochs`; with `val` (held-out videos' samples) also return the best epoch by val loss
     (and, keep_best, the head with that epoch's weights instead of the last)."""
@@ -254,24 +259,24 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
             continue
         epochs = params.epochs
         if val:
-            early, r, epochs = _train_one(kind, tr, cfg, params, seed + offset, device, params.epochs, va,
+            early, r, epochs = train_one(kind, tr, cfg, params, seed + offset, device, params.epochs, va,
                                           keep_best=not params.refit)
             rows += [x | {"stage": "select", "fold": 0} for x in r]
             if not params.refit:  # keep the early-stopped head, trained without the held-out videos
                 heads[kind] = early
                 continue
-        heads[kind], r, _ = _train_one(kind, data, cfg, params, seed + offset, device, epochs)
+        heads[kind], r, _ = train_one(kind, data, cfg, params, seed + offset, device, epochs)
         rows += [x | {"stage": "refit", "fold": 0} for x in r]
     out = Heads(cfg, heads["contact"], heads["matching"])
     if val and params.calibrate_threshold:
         # thresholds for each decision rule, on the held-out videos, with the heads that are returned: their
         # probability scale is what a threshold must fit (refit heads were trained on those videos too, so
         # their agreement there is optimistic; without refit it is a clean held-out estimate)
-        _calibrate(out, [(out, val)])
+        set_thresholds(out, [(out, val)])
     return out, pd.DataFrame(rows)
 
 
-def _calibrate(out: "Heads", held_out: list[tuple["Heads", list[Sample]]]) -> None:
+def set_thresholds(out: "Heads", held_out: list[tuple["Heads", list[Sample]]]) -> None:
     """Set the two-head rule's and the contact head's own thresholds from (heads, their held-out samples) pairs."""
     cfg = out.cfg
     both = calibrate_threshold(held_out)
@@ -333,8 +338,7 @@ class Heads:
         if cfg.rule == "matching" and pm is not None:
             return decide(None, pm, cfg.contact_threshold)
         if cfg.rule == "contact" and pc is not None:
-            return decide(pc, None, cfg.contact_threshold if cfg.contact_only_threshold is None
-                          else cfg.contact_only_threshold)
+            return decide(pc, None, cfg.contact_alone_threshold)
         return decide(pc, pm, cfg.contact_threshold)
 
     def predict(self, fr: FrameRegions) -> dict[str, tuple[int, float, float]]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.heads import Heads, HeadsConfig, Members, PairHead, Sample, _calibrate, _train_one
+from pipeline.heads import Heads, HeadsConfig, Members, PairHead, Sample, set_thresholds, train_one
 
 
 def video_folds(samples: list[Sample], videos: dict[str, str], folds: int, seed: int) -> list[np.ndarray]:
@@ -38,7 +38,7 @@ def train_folds(samples: list[Sample], data: dict, cfg: HeadsConfig, params, see
         va = {n: v[torch.as_tensor(held, dtype=torch.long)] for n, v in data.items()}
         for offset, kind in enumerate(("contact", "matching")):
             if getattr(cfg, kind):
-                head, r, _ = _train_one(kind, tr, cfg, params, seed + 2 * k + offset, device, params.epochs, va,
+                head, r, _ = train_one(kind, tr, cfg, params, seed + 2 * k + offset, device, params.epochs, va,
                                         keep_best=True)
                 members[kind].append(head)
                 rows += [x | {"stage": "select", "fold": k} for x in r]
@@ -48,5 +48,5 @@ def train_folds(samples: list[Sample], data: dict, cfg: HeadsConfig, params, see
         per_fold = [(Heads(cfg, members["contact"][k] if cfg.contact else None,
                            members["matching"][k] if cfg.matching else None), [samples[i] for i in held])
                     for k, held in enumerate(folds)]
-        _calibrate(out, per_fold)
+        set_thresholds(out, per_fold)
     return out, pd.DataFrame(rows)

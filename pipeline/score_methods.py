@@ -113,8 +113,8 @@ def _ablate(heads, contact: bool, matching: bool):
     if (contact and heads.contact is None) or (matching and heads.matching is None):
         raise WishError(None, "the trained heads lack the head this ablation keeps (see heads.contact/matching)")
     cfg = replace(heads.cfg, contact=contact, matching=matching)
-    if contact and not matching and heads.cfg.contact_only_threshold is not None:
-        cfg = replace(cfg, contact_threshold=heads.cfg.contact_only_threshold)  # calibrated for this rule
+    if contact and not matching:
+        cfg = replace(cfg, contact_threshold=heads.cfg.contact_alone_threshold)  # calibrated for this rule
     return Heads(cfg, heads.contact if contact else None, heads.matching if matching else None)
 
 
