@@ -30,6 +30,9 @@ from pipeline.align import mlp, pair_inputs
 from pipeline.regions import GEOM_DIM, FrameRegions
 from pipeline.types import SIDES
 
+# heads.rule's values (params.HeadsParams.rule is the Literal of these; a test keeps the two equal)
+RULES = ("matching", "both", "contact")
+
 
 @dataclass(frozen=True)
 class HeadsConfig:
@@ -46,6 +49,11 @@ class HeadsConfig:
     contact_only_threshold: float | None = None
     # which trained head(s) decide `predict` (heads.rule); checkpoints from before the param decided by "both"
     rule: str = "both"
+
+    def __post_init__(self) -> None:
+        # a checkpoint carries its rule; an unknown one must not fall through _decide to "both" silently
+        if self.rule not in RULES:
+            raise ValueError(f"rule {self.rule!r} is not one of {', '.join(RULES)}")
 
     @property
     def contact_alone_threshold(self) -> float:

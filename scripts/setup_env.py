@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sysconfig
 import sys
 import tomllib
 from pathlib import Path
@@ -69,9 +70,23 @@ def project_problems(repo: Path = REPO) -> list[str]:
             problems.append(f"package {pkg!r} not importable")
         elif repo.resolve() not in origin.parents:
             problems.append(f"package {pkg!r} imports from {origin.parent}, not from this checkout")
-    if shutil.which("wish") is None:
+    found = shutil.which("wish")
+    if found is None:
         problems.append("the `wish` command is not on PATH")
+    elif not _is_our_wish(Path(found)):
+        # Debian's Tk package installs a `wish` too (/usr/bin/wish); dvc.yaml would run that one
+        problems.append(f"the `wish` command on PATH is {found}, not this project's (Tk's windowing shell?); "
+                        f"put {sysconfig.get_path('scripts')} first on PATH")
     return problems
+
+
+def _is_our_wish(path: Path) -> bool:
+    """pip's console script for `wish` imports stages.cli (a pyenv shim execs the interpreter's script)."""
+    try:
+        head = path.read_bytes()[:4096].decode("utf-8", "replace")
+    except OSError:
+        return False
+    return "stages.cli" in head or "pyenv" in head
 
 
 def debian_problems(packages: list[str]) -> list[str]:

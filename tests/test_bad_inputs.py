@@ -132,6 +132,15 @@ def _heads_as_adapters(root: Path) -> Path:
     return root / "align" / "adapters.pt"
 
 
+def _unknown_rule(root: Path) -> Path:
+    """A checkpoint whose config names a decision rule this code does not have (hand-edited, or a newer one's)."""
+    path = root / "heads" / "heads.pt"
+    blob = torch.load(path, weights_only=False)
+    blob["config"]["rule"] = "majority"
+    torch.save(blob, path)
+    return path
+
+
 def _garbage(root: Path) -> Path:
     path = root / "heads" / "heads.pt"
     path.write_bytes(b"not a checkpoint at all")
@@ -139,7 +148,8 @@ def _garbage(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("case, method", [(_truncate, "wish"), (_adapters_as_heads, "wish"),
-                                          (_heads_as_adapters, "pseudolabel"), (_garbage, "wish_contact_only")])
+                                          (_heads_as_adapters, "pseudolabel"), (_garbage, "wish_contact_only"),
+                                          (_unknown_rule, "wish")])
 def test_bad_checkpoint_stops_before_the_first_image(tmp_path, run_cli, monkeypatch, case, method):
     from pipeline import predict as pp
 

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sysconfig
 import time
 from pathlib import Path
 
@@ -69,8 +70,11 @@ def merged(base: dict, over: dict) -> dict:
 
 
 def env(proj: Path) -> dict:
-    """`wish` runs the project's copy of the code, one thread per process (2 shared cores)."""
-    return {**os.environ, "PYTHONPATH": str(proj), "OMP_NUM_THREADS": "1"}
+    """`wish` runs the project's copy of the code, one thread per process (2 shared cores). This interpreter's
+    script dir comes first on PATH: dvc.yaml runs `wish`, and Debian's Tk package has a `wish` of its own
+    (/usr/bin/wish) that an ambient PATH without pip's script dir finds instead (CI did)."""
+    path = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, "PYTHONPATH": str(proj), "OMP_NUM_THREADS": "1"}
 
 
 def dvc(proj: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:

@@ -3,8 +3,10 @@ outputs that follow --root, the two README commands, and the DVC settings that m
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +202,22 @@ def test_setup_finds_missing_and_mismatched_pins():
             "no-such-package-wish"]
 
 
+def test_setup_check_tells_tks_wish_from_ours(tmp_path, monkeypatch):
+    """Debian's Tk package has its own `wish` (/usr/bin/wish -> wish8.6, an ELF binary); found first on PATH,
+    dvc.yaml's `wish frames` would run Tk ("couldn't read file frames"), so the set-up check names it."""
+    se = _setup_env()
+    tk = tmp_path / "tk" / "wish"
+    tk.parent.mkdir()
+    tk.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(64))
+    tk.chmod(0o755)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(tk.parent), "/usr/bin", "/bin"]))
+    assert any(f"the `wish` command on PATH is {tk}, not this project's" in p for p in se.project_problems())
+    ours = Path(sysconfig.get_path("scripts")) / "wish"
+    if ours.exists():
+        monkeypatch.setenv("PATH", os.pathsep.join([str(ours.parent), str(tk.parent)]))
+        assert not any("`wish`" in p for p in se.project_problems())
+
+
 def test_setup_check_sees_an_install_of_another_checkout(tmp_path):
     """`./wish.sh` reinstalls when `pipeline` would import from another clone (the case of a fresh clone on a
     machine where an older clone was installed), and does nothing when this checkout is what runs."""
@@ -208,7 +226,6 @@ def test_setup_check_sees_an_install_of_another_checkout(tmp_path):
     for pkg in ("pipeline", "stages"):
         (other / pkg).mkdir(parents=True)
         (other / pkg / "__init__.py").write_text("")
-    import os
 
     path = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
     ours = subprocess.run([sys.executable, "scripts/setup_env.py", "--check"], cwd=ROOT, capture_output=True,
