@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import typer
@@ -22,7 +23,8 @@ CHECKS = ("named_hand_holds", "other_hand_holds", "consecutive_iou_median", "pic
 
 def _experiments() -> dict[str, dict]:
     """{experiment name: {metrics file: metrics}} of every experiment on any commit (the newest of a name)."""
-    out = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"], check=True,
+                         capture_output=True, text=True).stdout
     found = {}
     for base in json.loads(out):
         for exp in base.get("experiments") or []:
@@ -51,7 +53,8 @@ def main(sources: list[str] = typer.Option(["priors", "motion", "narration", "fu
     if run:
         for s in order:
             typer.echo(f"--- dvc exp run -n {prefix}-{s} -S pseudolabel.source={s}", err=True)
-            subprocess.run(["dvc", "exp", "run", "-n", f"{prefix}-{s}", "-S", f"pseudolabel.source={s}"], check=True)
+            subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-n", f"{prefix}-{s}",
+                            "-S", f"pseudolabel.source={s}"], check=True)
     exps = _experiments()
     head = ["source"] + [f"{r} mIoU" for r in ROWS] + list(CHECKS)
     typer.echo("| " + " | ".join(head) + " |\n|" + "---|" * len(head))

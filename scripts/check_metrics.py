@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     # Only committed metrics can be compared; the stage summaries under artifacts/ are git-ignored DVC outputs.
     ap.add_argument("--targets", nargs="+", default=["metrics/score.json"], help="metrics files to compare")
     args = ap.parse_args(argv)
-    out = subprocess.run(["dvc", "metrics", "diff", args.rev, "--json", "--all", "--targets", *args.targets], check=True,
-                         capture_output=True, text=True).stdout
+    # this interpreter's dvc: the one that ran the pipeline, whether or not pip's script dir is on PATH
+    out = subprocess.run([sys.executable, "-m", "dvc", "metrics", "diff", args.rev, "--json", "--all",
+                          "--targets", *args.targets], check=True, capture_output=True, text=True).stdout
     diff = json.loads(out or "{}")
     bad, skipped = [], 0
     for path, metrics in diff.items():
