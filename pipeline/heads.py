@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -27,11 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.align import mlp, pair_inputs
+from pipeline.params import HeadsParams
 from pipeline.regions import GEOM_DIM, FrameRegions
 from pipeline.types import SIDES
 
-# heads.rule's values (params.HeadsParams.rule is the Literal of these; a test keeps the two equal)
-RULES = ("matching", "both", "contact")
+# heads.rule's values, read off the param's Literal: one list for params.yaml and for checkpoints
+RULES: tuple[str, ...] = get_args(HeadsParams.model_fields["rule"].annotation)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import os
 import re
 import shutil
 import subprocess
-import sysconfig
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 

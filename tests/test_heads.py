@@ -149,9 +149,5 @@ def test_rule_picks_which_head_decides(world, truth_labels):
                 r, want = decide(*heads.probs(f, s), heads.cfg.contact_threshold)
                 assert (m, holds) == (int(f.mask_ids[r]), want)
     assert picks(heads) != picks(only_m)  # the rules do differ on these frames
-    from typing import get_args, get_type_hints
-
-    from pipeline.heads import RULES
-    assert RULES == get_args(get_type_hints(HeadsParams)["rule"])  # one list of rules: params and checkpoints
     with pytest.raises(ValueError, match="'majority' is not one of matching, both, contact"):
         HeadsConfig(8, rule="majority")
