@@ -232,11 +232,13 @@ def test_killed_driver_leaves_no_artifact_and_resumes_from_finished_shards(tmp_p
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]), SLOW_TAIL="30")
     proc = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(shard_dir), str(logs), str(art)], env=env)
     deadline = time.monotonic() + 120
-    while len(list(shard_dir.glob("slow/k/*.pkl"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+    # finished shards are <shard id>.pkl; a kill can also leave atomic_path's ".s1.pkl.<pid>.<random>.pkl" temp,
+    # which the resume ignores (it reads exactly s<n>.pkl) and the final clean-up removes
+    while len(list(shard_dir.glob("slow/k/s*.pkl"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = sorted(p.stem for p in shard_dir.glob("slow/k/*.pkl"))
+    finished = sorted(p.stem for p in shard_dir.glob("slow/k/s*.pkl"))
     assert 2 <= len(finished) < 6 and not art.exists()  # killed mid-run: nothing half-written
 
     monkeypatch.syspath_prepend(str(tmp_path))
