@@ -9,7 +9,10 @@ is an exact ablation. Prediction per detected hand, by heads.rule (default "matc
   both:          r* = argmax_r p_match(r) * p_contact(r); holds iff (p_contact(r*) + 1 - p_match(none)) / 2 >=
                  contact_threshold (each head votes with its own "holds something" confidence);
   contact:       r* = argmax p_contact; holds iff p_contact(r*) >= contact_threshold (its own, calibrated);
-  matching:      r* = argmax over regions and none; holds iff r* is a region.
+  matching:      r* = argmax over regions and none; holds iff r* is a region;
+  expected_iou:  the matching head's distribution, decided for the dataset-level IoU the score accumulates
+                 (pipeline.expected_iou: a region is predicted only when its expected intersection outweighs its
+                 expected cost in the union at the target ratio heads.target_iou, estimated on the training frames).
 With heads.folds > 1 each head is an ensemble of per-fold members whose probabilities are averaged.
 
     heads = load_heads("artifacts/heads/heads.pt")
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.align import mlp, pair_inputs
+from pipeline.expected_iou import Belief, frame_overlaps
 from pipeline.params import HeadsParams
 from pipeline.regions import GEOM_DIM, FrameRegions
 from pipeline.types import SIDES
@@ -51,6 +55,8 @@ class HeadsConfig:
     contact_only_threshold: float | None = None
     # which trained head(s) decide `predict` (heads.rule); checkpoints from before the param decided by "both"
     rule: str = "both"
+    # the ratio sum I / sum U the expected_iou rule weighs a region's cost at (set by training: heads.target_iou)
+    target_iou: float = 0.3
 
     def __post_init__(self) -> None:
         # a checkpoint carries its rule; an unknown one must not fall through _decide to "both" silently
@@ -283,7 +289,17 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
         # probability scale is what a threshold must fit (refit heads were trained on those videos too, so
         # their agreement there is optimistic; without refit it is a clean held-out estimate)
         set_thresholds(out, [(out, val)])
+    set_target_iou(out, samples, params)
     return out, pd.DataFrame(rows)
+
+
+def set_target_iou(out: "Heads", samples: list[Sample], params) -> None:
+    """heads.rule expected_iou: heads.target_iou, or (None) the ratio the heads expect on their training frames."""
+    if out.cfg.rule == "expected_iou" and out.matching is not None:
+        from pipeline.expected_iou import estimate_target_iou
+
+        target = params.target_iou if params.target_iou is not None else estimate_target_iou(out, samples)
+        out.cfg = replace(out.cfg, target_iou=float(target))
 
 
 def set_thresholds(out: "Heads", held_out: list[tuple["Heads", list[Sample]]]) -> None:
@@ -330,13 +346,17 @@ class Heads:
 
     def decide_frame(self, fr: FrameRegions) -> dict[str, tuple[int, bool, float, float]]:
         """{side: (best region's mask_id or -1 without hand/regions, holds?, contact_prob, match_prob)}."""
-        out = {}
+        out, inter = {}, None
         for side in SIDES:
             if not fr.hands[side].present or fr.n_regions == 0:
                 out[side] = (-1, False, 0.0, 0.0)
                 continue
             pc, pm = self.probs(fr, side)
-            r, holds = self._decide(pc, pm)
+            if self.cfg.rule == "expected_iou" and pm is not None:
+                inter = frame_overlaps(fr) if inter is None else inter  # both hands share the frame's overlaps
+                r, holds = Belief(pm, fr.areas, inter).decide(self.cfg.target_iou)
+            else:
+                r, holds = self._decide(pc, pm)
             out[side] = (int(fr.mask_ids[r]), holds, float(pc[r]) if pc is not None else np.nan,
                          float(pm[r]) if pm is not None else np.nan)
         return out

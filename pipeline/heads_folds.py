@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.heads import Heads, HeadsConfig, Members, PairHead, Sample, set_thresholds, train_one
+from pipeline.heads import Heads, HeadsConfig, Members, PairHead, Sample, set_target_iou, set_thresholds, train_one
 
 
 def video_folds(samples: list[Sample], videos: dict[str, str], folds: int, seed: int) -> list[np.ndarray]:
@@ -49,4 +49,5 @@ def train_folds(samples: list[Sample], data: dict, cfg: HeadsConfig, params, see
                            members["matching"][k] if cfg.matching else None), [samples[i] for i in held])
                     for k, held in enumerate(folds)]
         set_thresholds(out, per_fold)
+    set_target_iou(out, samples, params)
     return out, pd.DataFrame(rows)

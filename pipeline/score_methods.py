@@ -2,9 +2,11 @@
 all of them are turned into label maps by the same composition rule and scored by the same scorer on the
 same frames and proposals.
 
-- ``wish``: both Stage-2 heads (contact gates, matching picks the object). Narration-free.
-- ``wish_contact_only`` / ``wish_matching_only``: inference-time ablations of the independently trained heads
-  (see `_ablate`). Narration-free.
+- ``wish``: the Stage-2 heads decided by heads.rule (default expected_iou: the matching head's distribution,
+  decided for the dataset-level IoU, pipeline.expected_iou). Narration-free.
+- ``wish_contact_only`` / ``wish_matching_only``: inference-time ablations of the independently trained heads,
+  each with its own plain rule (the contact head's calibrated threshold; the matching head's argmax), see
+  `_ablate`. Narration-free.
 - ``baseline_nearest``: no learning; the proposal nearest to each hand mask's part near the hand (not the
   forearm: pipeline.types.contact_part), "held" if it comes within ``score.nearest_dilation`` × the hand box's
   longer side.
@@ -112,7 +114,10 @@ def _ablate(heads, contact: bool, matching: bool):
 
     if (contact and heads.contact is None) or (matching and heads.matching is None):
         raise WishError(None, "the trained heads lack the head this ablation keeps (see heads.contact/matching)")
-    cfg = replace(heads.cfg, contact=contact, matching=matching)
+    # each ablation is that head with its own rule: the matching head's argmax (so under heads.rule expected_iou
+    # wish_matching_only shows what the decision adds), the contact head with its own threshold
+    cfg = replace(heads.cfg, contact=contact, matching=matching, rule="contact" if contact and not matching else
+                  "matching" if matching and not contact else heads.cfg.rule)
     if contact and not matching:
         cfg = replace(cfg, contact_threshold=heads.cfg.contact_alone_threshold)  # calibrated for this rule
     return Heads(cfg, heads.contact if contact else None, heads.matching if matching else None)

@@ -1,7 +1,7 @@
 """Measure the WISH pipeline on the synthetic world: recovery vs narration noise, shuffled control, and the
 pseudo-label source (narration | motion | fused at several fuse weights).
 
-    python scripts/synthetic_wish.py [--n 300] [--seeds 2] [--rule matching|both|contact]
+    python scripts/synthetic_wish.py [--n 300] [--seeds 2] [--rule expected_iou|matching|both|contact]
 """
 from __future__ import annotations
 

@@ -45,7 +45,9 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
                    **{f"{h}_train_acc": float(r["train_acc"]) for h, r in last.iterrows()},
                    **{f"{h}_epochs": _num(float(r["epoch"]) + 1) for h, r in last.iterrows()},
                    "contact_threshold": heads.cfg.contact_threshold,
-                   "contact_only_threshold": heads.cfg.contact_only_threshold, "folds": p.heads.folds}
+                   "contact_only_threshold": heads.cfg.contact_only_threshold, "folds": p.heads.folds,
+                   "rule": heads.cfg.rule,
+                   "target_iou": heads.cfg.target_iou if heads.cfg.rule == "expected_iou" else None}
         for h, g in best.groupby("head"):
             summary |= {f"{h}_val_loss": float(g["val_loss"].mean()), f"{h}_val_acc": float(g["val_acc"].mean())}
         write_json(summary, out / "summary.json")

@@ -122,23 +122,38 @@ def test_fold_ensemble_holds_out_each_video_once_and_averages_its_members(tmp_pa
     assert len(back.contact) == 3 and all(back.predict(f) == heads.predict(f) for f in world.frames.values())
 
 
-def test_rule_picks_which_head_decides(world, truth_labels):
-    """heads.rule: "matching" predicts exactly what the matching-only ablation predicts, "contact" what the
-    contact-only one does (its own threshold), "both" the combined rule; old checkpoints (no rule) mean "both"."""
+def test_rule_picks_which_head_decides(tmp_path, world, truth_labels):
+    """heads.rule: "expected_iou" (default) decides by pipeline.expected_iou with the target ratio estimated on the
+    training frames and stored in the checkpoint; "matching" predicts exactly what the matching-only ablation
+    predicts (its argmax), "contact" what the contact-only one does (its own threshold), "both" the combined rule;
+    old checkpoints (no rule) mean "both"."""
     from dataclasses import replace
 
+    from pipeline.expected_iou import Belief, frame_overlaps
     from pipeline.heads import HeadsConfig
     from pipeline.score_methods import _ablate
 
     samples = make_samples(world.frames, truth_labels)
     videos = {f: f"v{i % 5}" for i, f in enumerate(sorted(world.frames))}
     heads, _ = train_heads(samples, HeadsParams(**{**FAST, "val_fraction": 0.4, "refit": False}), 0, videos=videos)
-    assert heads.cfg.rule == "matching" and HeadsConfig(8).rule == "both"
+    assert heads.cfg.rule == "expected_iou" and HeadsConfig(8).rule == "both"
+    assert 0 < heads.cfg.target_iou < 1 and heads.cfg.target_iou != HeadsConfig(8).target_iou
     frames = list(world.frames.values())
     only_m, only_c = _ablate(heads, False, True), _ablate(heads, True, False)
 
     def picks(model):
         return [{s: v[0] for s, v in model.predict(f).items()} for f in frames]
+    for f in frames:
+        for s, (m, holds, _, _) in heads.decide_frame(f).items():
+            if f.hands[s].present:
+                r, want = Belief(heads.probs(f, s)[1], f.areas, frame_overlaps(f)).decide(heads.cfg.target_iou)
+                assert (m, holds) == (int(f.mask_ids[r]), want)
+    heads.save(tmp_path / "h.pt")
+    assert load_heads(tmp_path / "h.pt").cfg == heads.cfg and picks(load_heads(tmp_path / "h.pt")) == picks(heads)
+    fixed, _ = train_heads(samples, HeadsParams(**{**FAST, "val_fraction": 0.4, "refit": False, "target_iou": 0.6}),
+                           0, videos=videos)
+    assert fixed.cfg.target_iou == 0.6
+    heads.cfg = replace(heads.cfg, rule="matching")
     assert picks(heads) == picks(only_m)
     heads.cfg = replace(heads.cfg, rule="contact")
     assert picks(heads) == picks(only_c)
@@ -149,5 +164,5 @@ def test_rule_picks_which_head_decides(world, truth_labels):
                 r, want = decide(*heads.probs(f, s), heads.cfg.contact_threshold)
                 assert (m, holds) == (int(f.mask_ids[r]), want)
     assert picks(heads) != picks(only_m)  # the rules do differ on these frames
-    with pytest.raises(ValueError, match="'majority' is not one of matching, both, contact"):
+    with pytest.raises(ValueError, match="'majority' is not one of expected_iou, matching, both, contact"):
         HeadsConfig(8, rule="majority")
