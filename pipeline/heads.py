@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.align import mlp, pair_inputs
-from pipeline.expected_iou import Belief, frame_overlaps
+from pipeline.expected_iou import Belief, frame_overlaps, set_target_iou
 from pipeline.params import HeadsParams
 from pipeline.regions import GEOM_DIM, FrameRegions
 from pipeline.types import SIDES
@@ -291,15 +291,6 @@ def train_heads(samples: list[Sample], params, seed: int = 0, device: torch.devi
         set_thresholds(out, [(out, val)])
     set_target_iou(out, samples, params)
     return out, pd.DataFrame(rows)
-
-
-def set_target_iou(out: "Heads", samples: list[Sample], params) -> None:
-    """heads.rule expected_iou: heads.target_iou, or (None) the ratio the heads expect on their training frames."""
-    if out.cfg.rule == "expected_iou" and out.matching is not None:
-        from pipeline.expected_iou import estimate_target_iou
-
-        target = params.target_iou if params.target_iou is not None else estimate_target_iou(out, samples)
-        out.cfg = replace(out.cfg, target_iou=float(target))
 
 
 def set_thresholds(out: "Heads", held_out: list[tuple["Heads", list[Sample]]]) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.heads import Heads, HeadsConfig, Members, PairHead, Sample, set_target_iou, set_thresholds, train_one
+from pipeline.expected_iou import set_target_iou
+from pipeline.heads import Heads, HeadsConfig, Members, PairHead, Sample, set_thresholds, train_one
 
 
 def video_folds(samples: list[Sample], videos: dict[str, str], folds: int, seed: int) -> list[np.ndarray]:
