@@ -23,17 +23,11 @@ import numpy as np
 
 
 def frame_overlaps(fr) -> np.ndarray:
-    """(R, R) pixel intersections of a FrameRegions' regions (pycocotools' IoU: I = iou (a + b) / (1 + iou))."""
-    from pycocotools import mask as mask_utils
+    """(R, R) pixel intersections |r_i & r_j| of a FrameRegions' regions: the prior's containment |r_i & r_j| / |r_i|
+    times |r_i|."""
+    from pipeline.priors import containment
 
-    from pipeline.regions import coco_rles
-
-    if fr.n_regions == 0:
-        return np.zeros((0, 0))
-    rles = coco_rles(fr)
-    iou = np.asarray(mask_utils.iou(rles, rles, [0] * len(rles)), float).reshape(len(rles), len(rles))
-    a = np.asarray(fr.areas, float)
-    return iou * (a[:, None] + a[None, :]) / (1.0 + iou)
+    return containment(fr).astype(float) * np.asarray(fr.areas, float)[:, None]
 
 
 @dataclass
@@ -62,11 +56,11 @@ def self_consistent_ratio(beliefs: list[Belief], start: float = 0.3, tol: float 
     the predicted regions / E[sum U], where E[U] adds the expected object area (sum_r p_r a_r, none = 0) and each
     prediction's expected area outside the object. 0 when no belief predicts anything."""
     rho = float(start)
+    object_area = sum(float(b.p_match[:-1] @ np.asarray(b.areas, float)) for b in beliefs)  # whatever is decided
     for _ in range(max_iter):
-        e_i = e_u = 0.0
+        e_i, e_u = 0.0, object_area
         for b in beliefs:
             p = b.p_match[:-1]
-            e_u += float(p @ np.asarray(b.areas, float))
             r, holds = b.decide(rho)
             if holds:
                 ei = float(b.inter[r] @ p)
@@ -83,31 +77,12 @@ def estimate_target_iou(heads, samples, batch: int = 64) -> float:
     no label is read, only what the heads predict on the frames they were trained on."""
     cache: dict[int, np.ndarray] = {}
     beliefs = []
-    for s, pm in zip(samples, match_probs(heads, samples, batch)):
+    for s, pm in zip(samples, heads.match_probs(samples, batch)):
         fr = s.frame
         if id(fr) not in cache:
             cache[id(fr)] = frame_overlaps(fr)
         beliefs.append(Belief(pm, fr.areas, cache[id(fr)]))
     return self_consistent_ratio(beliefs)
-
-
-def match_probs(heads, samples, batch: int = 64) -> list[np.ndarray]:
-    """Heads.probs' matching distribution (R + 1,) of each sample, computed `batch` samples at a time (one by one
-    was ~23 ms a hand): padded regions get logit -1e4, so a sample's softmax equals its unpadded one."""
-    import torch
-
-    from pipeline.heads import Members, collate
-
-    members = list(heads.matching) if isinstance(heads.matching, Members) else [heads.matching]
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(samples), batch):
-            part = samples[start: start + batch]
-            b = collate(part)
-            args = (b["obj"], b["hand"], b["geom"], b["side"], b["rmask"])
-            p = np.mean([torch.softmax(m(*args), 1).numpy() for m in members], 0)
-            out += [np.append(row[: s.frame.n_regions], row[-1]) for row, s in zip(p, part)]
-    return out
 
 
 def set_target_iou(out, samples, params) -> None:

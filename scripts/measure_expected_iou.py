@@ -29,17 +29,16 @@ def held_out_iou(heads, val, rho: float | None, named: dict[str, str]) -> tuple[
     on the held-out samples; rho None: the argmax."""
     from pipeline import rle as rle_utils
     from pipeline.expected_iou import Belief, frame_overlaps
+    from pipeline.heads import decide
 
     inter = {s: 0.0 for s in ("left", "right")}
     union = dict(inter)
     cache: dict[int, np.ndarray] = {}
     weak: list[tuple[bool, bool]] = []
-    for s in val:
+    for s, pm in zip(val, heads.match_probs(val)):
         fr = s.frame
-        pm = heads.probs(fr, s.side)[1]
         if rho is None:
-            k = int(np.argmax(pm))
-            r, holds = (k, True) if k < len(pm) - 1 else (-1, False)
+            r, holds = decide(None, pm, 0.0)  # the matching rule: argmax over regions and none
         else:
             cache.setdefault(id(fr), frame_overlaps(fr))
             r, holds = Belief(pm, fr.areas, cache[id(fr)]).decide(rho)

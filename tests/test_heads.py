@@ -148,8 +148,7 @@ def test_rule_picks_which_head_decides(tmp_path, world, truth_labels):
             if f.hands[s].present:
                 r, want = Belief(heads.probs(f, s)[1], f.areas, frame_overlaps(f)).decide(heads.cfg.target_iou)
                 assert (m, holds) == (int(f.mask_ids[r]), want)
-    from pipeline.expected_iou import match_probs
-    for s, pm in zip(samples, match_probs(heads, samples, batch=7)):  # batched = one by one, padding aside
+    for s, pm in zip(samples, heads.match_probs(samples, batch=7)):  # batched = one by one, padding aside
         assert np.allclose(pm, heads.probs(s.frame, s.side)[1], atol=1e-6)
     heads.save(tmp_path / "h.pt")
     assert load_heads(tmp_path / "h.pt").cfg == heads.cfg and picks(load_heads(tmp_path / "h.pt")) == picks(heads)
