@@ -30,8 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.align import mlp, pair_inputs
+from pipeline.align import mlp
 from pipeline.expected_iou import Belief, frame_overlaps, set_target_iou
+# samples, batches and losses live in heads_data; re-exported: callers build samples through this module
+from pipeline.heads_data import Sample, collate, contact_loss, make_samples, match_loss, target_regions  # noqa: F401
 from pipeline.params import HeadsParams
 from pipeline.regions import GEOM_DIM, FrameRegions
 from pipeline.types import SIDES
@@ -124,73 +126,6 @@ class PairHead(nn.Module):
         return torch.cat([logits.masked_fill(~rmask, -1e4), self.none(pooled)], 1)  # none slot last
 
 
-@dataclass
-class Sample:
-    frame: FrameRegions
-    side: str
-    target: int  # region index, -1 for none
-
-
-def make_samples(frames: dict[str, FrameRegions], labels: pd.DataFrame, silent_as_none: bool = True) -> list[Sample]:
-    """One sample per pseudo-labelled detected hand in a frame with regions.
-
-    silent_as_none=False drops narration rows where no phrase went to this hand: a narration names one object,
-    so its silence about the other hand is no evidence that the hand is empty.
-    """
-    out = []
-    for r in labels.itertuples():
-        fr = frames.get(r.frame_id)
-        if fr is None or fr.n_regions == 0 or not fr.hands[r.side].present:
-            continue
-        if not silent_as_none and not r.label and r.source == "narration" and not r.narration_id:
-            continue
-        idx = fr.index_of(int(r.mask_id)) if r.label else -1
-        if r.label and idx < 0:
-            continue  # the labelled region is not among this frame's regions (stale artifacts)
-        out.append(Sample(fr, r.side, idx))
-    return out
-
-
-def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
-    """Padded (B, R_max) tensors of the samples, region and hand features unit-norm (PairHead's inputs)."""
-    r_max = max(s.frame.n_regions for s in samples)
-    d = samples[0].frame.features.shape[1]
-    b = len(samples)
-    obj, geom = torch.zeros(b, r_max, d), torch.zeros(b, r_max, GEOM_DIM)
-    rmask = torch.zeros(b, r_max, dtype=torch.bool)
-    hand, side = torch.zeros(b, d), torch.zeros(b, 2)
-    for i, s in enumerate(samples):
-        o, h, g = pair_inputs(s.frame)
-        k, n = SIDES.index(s.side), s.frame.n_regions
-        obj[i, :n], geom[i, :n], rmask[i, :n], hand[i], side[i, k] = o, g[k], True, h[k], 1.0
-    target = torch.tensor([s.target for s in samples])
-    return dict(obj=F.normalize(obj, dim=-1), hand=F.normalize(hand, dim=-1), geom=geom, side=side, rmask=rmask,
-                target=target)
-
-
-def contact_loss(head: PairHead, b: dict, smoothing: float = 0.0) -> tuple[torch.Tensor, float]:
-    logits = head(b["obj"], b["hand"], b["geom"], b["side"], b["rmask"])
-    y = torch.zeros_like(logits)
-    held = b["target"] >= 0
-    y[held.nonzero().squeeze(1), b["target"][held]] = 1.0
-    soft = y * (1 - smoothing) + smoothing / 2  # pseudo-labels are noisy: never push a pair to 0 or 1
-    loss = F.binary_cross_entropy_with_logits(logits[b["rmask"]], soft[b["rmask"]])
-    acc = ((logits[b["rmask"]] > 0) == (y[b["rmask"]] > 0)).float().mean().item()
-    return loss, acc
-
-
-def match_loss(head: PairHead, b: dict, smoothing: float = 0.0) -> tuple[torch.Tensor, float]:
-    logits = head(b["obj"], b["hand"], b["geom"], b["side"], b["rmask"])
-    none_slot = logits.shape[1] - 1
-    target = torch.where(b["target"] >= 0, b["target"], torch.full_like(b["target"], none_slot))
-    valid = torch.cat([b["rmask"], torch.ones_like(b["rmask"][:, :1])], 1)
-    # label smoothing over the hand's own slots only (padding stays impossible)
-    soft = valid.float() * smoothing / valid.sum(1, keepdim=True).clamp(min=1)
-    soft[torch.arange(len(target)), target] += 1 - smoothing
-    loss = -(soft * torch.log_softmax(logits, 1).masked_fill(~valid, 0)).sum(1).mean()
-    return loss, (logits.argmax(1) == target).float().mean().item()
-
-
 def _new_head(kind: str, cfg: HeadsConfig) -> PairHead:
     return PairHead(cfg.region_dim, cfg.hidden, kind == "matching", None if cfg.full_features else cfg.feature_dim,
                     cfg.feature_dropout)
@@ -205,6 +140,7 @@ def train_one(kind: str, data: dict, cfg: HeadsConfig, params, seed: int, device
     head = _new_head(kind, cfg).to(device).train()
     opt = torch.optim.AdamW(head.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     loss_fn = contact_loss if kind == "contact" else match_loss
+    soft = (params.soft_targets, params.soft_temperature)
     rows, best_state, best_loss = [], None, float("inf")
     for epoch in range(epochs):
         head.train()
@@ -212,7 +148,7 @@ def train_one(kind: str, data: dict, cfg: HeadsConfig, params, seed: int, device
         losses, accs = [], []
         for start in range(0, len(order), params.batch_size):
             b = {k: v[order[start: start + params.batch_size]] for k, v in data.items()}
-            loss, acc = loss_fn(head, b, params.label_smoothing)
+            loss, acc = loss_fn(head, b, params.label_smoothing, soft)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -222,7 +158,7 @@ def train_one(kind: str, data: dict, cfg: HeadsConfig, params, seed: int, device
         if val is not None:
             head.eval()
             with torch.no_grad():
-                vl, va = loss_fn(head, val, params.label_smoothing)
+                vl, va = loss_fn(head, val, params.label_smoothing, soft)
             row |= dict(val_loss=float(vl), val_acc=float(va))
             if float(vl) < best_loss:  # the early-stopped weights, for heads.refit: false
                 best_loss, best_state = float(vl), {k: v.detach().clone() for k, v in head.state_dict().items()}

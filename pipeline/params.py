@@ -388,6 +388,10 @@ class HeadsParams(Section):
     feature_dim: int = Field(32, ge=0)
     feature_dropout: float = Field(0.5, ge=0, lt=1)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+    # Soft targets: a holding hand's target is (1 - soft_targets) x its pseudo-label + soft_targets x the
+    # pseudo-label rule's softmax over the hand's candidates (scores / soft_temperature; pipeline.heads).
+    soft_targets: float = Field(0.0, ge=0, le=1)
+    soft_temperature: float = Field(1.0, gt=0)
     # Share of training VIDEOS held out to choose each head's epoch count (early stopping); the heads are then
     # refit on all training frames for that many epochs. 0: train `epochs` on everything.
     val_fraction: float = Field(0.25, ge=0, lt=1)

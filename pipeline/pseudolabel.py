@@ -16,7 +16,9 @@ labelled frames are chosen jointly (Viterbi) with a bonus for appearance similar
 overlap after following the hand's motion (link_iou_weight) of consecutive picks.
 
 contact_score: softmax probability of the chosen region among the hand's candidates (a confidence);
-match_score: the chosen phrase's cosine with the chosen region (NaN without narration).
+match_score: the chosen phrase's cosine with the chosen region (NaN without narration);
+candidate_ids / candidate_scores: every candidate of the hand and its score (the rule's belief, which Stage 2 can
+learn as a soft target instead of the one pick).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from pipeline.regions import FrameRegions
 from pipeline.types import SIDES
 
 ROW_KEYS = ("frame_id", "side", "mask_id", "contact_score", "match_score", "label", "narration_id", "phrase",
-            "motion_score", "source")
+            "motion_score", "source", "candidate_ids", "candidate_scores")
 TEXT_SOURCES, MOTION_SOURCES = {"narration", "fused"}, {"motion", "fused"}
 # Ego4D's actor markers ("#C C picks the knife"): the verb follows them.
 _ACTOR_WORDS = {"#c", "c"}
@@ -53,11 +55,13 @@ def holding_narrations(narrations: pd.DataFrame, no_hold_verbs: list[str]) -> pd
 
 
 def _row(fr: FrameRegions, side: str, source: str, idx: int = -1, contact: float = np.nan, match: float = np.nan,
-         nid: str = "", phrase: str = "", motion: float = np.nan) -> dict:
+         nid: str = "", phrase: str = "", motion: float = np.nan, score: np.ndarray | None = None) -> dict:
     mask_id = int(fr.mask_ids[idx]) if idx >= 0 else -1
+    ok = np.isfinite(score) if score is not None else np.zeros(0, bool)
     return dict(frame_id=fr.frame_id, side=side, mask_id=mask_id, contact_score=float(contact),
                 match_score=float(match), label=idx >= 0, narration_id=nid, phrase=phrase, motion_score=float(motion),
-                source=source)
+                source=source, candidate_ids=[int(m) for m in np.asarray(fr.mask_ids)[ok]] if len(ok) else [],
+                candidate_scores=[float(v) for v in score[ok]] if len(ok) else [])
 
 
 def _z(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -156,11 +160,11 @@ def pseudolabel_frame(fr: FrameRegions, texts: list[NarrationTexts], adapters: A
     for s, (holds, score, nid, phrase, cos) in scored.items():
         m = None if motion is None else motion.get(s)
         if not holds:
-            rows.append(_row(fr, s, params.source, nid=nid, phrase=phrase))
+            rows.append(_row(fr, s, params.source, nid=nid, phrase=phrase, score=score))
             continue
         r = pick[s] if pick and s in pick else int(np.argmax(score))
         rows.append(_row(fr, s, params.source, r, _softmax_at(score, r), np.nan if cos is None else float(cos[r]),
-                         nid, phrase, np.nan if m is None else float(m[r])))
+                         nid, phrase, np.nan if m is None else float(m[r]), score))
     return rows
 
 

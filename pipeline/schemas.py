@@ -93,11 +93,13 @@ MASKS = _s(
     ("area", I64), ("score", F32), ("backend", STR),
 )
 
-# pseudolabel: one row per (frame, hand side). mask_id = -1 means "holds nothing".
+# pseudolabel: one row per (frame, hand side). mask_id = -1 means "holds nothing". candidate_ids/_scores: every
+# region the hand could hold and the rule's log-score for it (Stage 2's soft targets; empty without candidates).
 PSEUDOLABELS = _s(
-    "wish.pseudolabels", 1,
+    "wish.pseudolabels", 2,
     ("frame_id", STR), ("side", STR), ("mask_id", I32), ("contact_score", F32), ("match_score", F32),
     ("label", BOOL), ("narration_id", STR), ("phrase", STR), ("motion_score", F32), ("source", STR),
+    ("candidate_ids", pa.list_(I32)), ("candidate_scores", pa.list_(F32)),
 )
 
 # predictions (predict/score): one row per (image, method, hand side). method: "wish" or a baseline name.

@@ -102,6 +102,11 @@ def test_three_stages_end_to_end(tmp_path, write_params, run_cli):
     labels = read_table(root / "pseudolabel" / "pseudolabels.parquet", PSEUDOLABELS)
     assert len(labels) == 2 * 48 and set(labels["side"]) == {"left", "right"}
     assert (labels.loc[~labels["label"], "mask_id"] == -1).all()
+    held = labels[labels["label"]]
+    assert len(held) and all(m in ids for m, ids in zip(held["mask_id"], held["candidate_ids"]))
+    # without temporal linking a held row's region is the top of the scores it carries for Stage 2's soft targets
+    assert all(ids[int(np.argmax(sc))] == m for m, ids, sc in zip(held["mask_id"], held["candidate_ids"],
+                                                                    held["candidate_scores"]))
     assert len(list((root / "pseudolabel" / "overlays").glob("*.png"))) == 2
     regions = load_frame_regions(root)
     fr = regions[sorted(regions)[0]]

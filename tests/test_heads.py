@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.heads import decide, load_heads, make_samples, train_heads
+from pipeline.heads import collate, decide, load_heads, make_samples, target_regions, train_heads
 from pipeline.params import HeadsParams
 from pipeline.synth_wish import Encoders, make_world
 
@@ -168,3 +168,38 @@ def test_rule_picks_which_head_decides(tmp_path, world, truth_labels):
     assert picks(heads) != picks(only_m)  # the rules do differ on these frames
     with pytest.raises(ValueError, match="'majority' is not one of expected_iou, matching, both, contact"):
         HeadsConfig(8, rule="majority")
+
+
+def test_soft_targets_mix_the_rules_belief_into_holding_hands_only():
+    """heads.soft_targets: a holding hand's target is (1 - alpha) one-hot + alpha softmax(rule scores / T); a hand
+    holding nothing keeps its "none" slot, one without known scores its one-hot; alpha 0 is the hard target."""
+    b = dict(target=torch.tensor([0, -1, 1]), rmask=torch.ones(3, 2, dtype=torch.bool),
+             rule=torch.tensor([[np.log(3.0), 0.0], [0.0, 5.0], [-np.inf, -np.inf]], dtype=torch.float32))
+    y = target_regions(b, 3, (0.5, 1.0))  # matching: 2 regions + none
+    assert torch.allclose(y, torch.tensor([[0.875, 0.125, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
+    assert torch.equal(target_regions(b, 3), target_regions(b, 3, (0.0, 1.0)))
+    assert torch.equal(target_regions(b, 3), torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, 1, 0]]))
+    assert torch.equal(target_regions(b, 2), torch.tensor([[1.0, 0], [0, 0], [0, 1]]))  # contact: no none slot
+    assert torch.allclose(target_regions(b, 3, (1.0, 0.01))[0], torch.tensor([1.0, 0.0, 0.0]))  # cold: the argmax
+
+
+def test_soft_targets_train_and_spread_the_matching_belief(world, truth_labels):
+    """Read from PSEUDOLABELS' candidate columns: when the rule is torn 50/50 between the truth and another region,
+    soft targets (alpha 1) leave the trained matching head less sure of the truth than hard ones."""
+    labels = truth_labels.copy()
+    ids, scores = [], []
+    for r in labels.itertuples():
+        other = [int(m) for m in world.frames[r.frame_id].mask_ids if m != r.mask_id][:1]
+        ids.append([int(r.mask_id)] + other if r.label else [])
+        scores.append([0.0] * (1 + len(other)) if r.label else [])
+    labels["candidate_ids"], labels["candidate_scores"] = ids, scores
+    samples = make_samples(world.frames, labels)
+    assert all(s.rule_scores is not None for s in samples if s.target >= 0)
+    assert torch.isfinite(collate(samples)["rule"]).sum(1).max() == 2
+
+    def truth_mass(alpha: float) -> float:
+        heads, _ = train_heads(samples, HeadsParams(**{**FAST, "epochs": 15, "contact": False, "soft_targets": alpha}),
+                               seed=0)
+        return float(np.mean([heads.probs(s.frame, s.side)[1][s.target] for s in samples if s.target >= 0]))
+
+    assert truth_mass(0.0) - truth_mass(1.0) > 0.1

@@ -115,7 +115,8 @@ def _training_artifacts(root: Path, n_clips: int = 2, n_frames: int = 3) -> None
             for side, mid in (("left", 0), ("right", -1)):
                 labels.append(dict(frame_id=fid, side=side, mask_id=mid, contact_score=0.9, match_score=0.75,
                                    label=mid >= 0, narration_id="n", phrase="cup" if mid >= 0 else "",
-                                   motion_score=float("nan"), source="narration"))
+                                   motion_score=float("nan"), source="narration",
+                                   candidate_ids=[0] if mid >= 0 else [], candidate_scores=[0.0] if mid >= 0 else []))
     write_table(pd.DataFrame(frames), FRAMES, root / "frames" / "frames.parquet")
     write_table(pd.DataFrame(masks), MASKS, root / "masks" / "masks.parquet")
     write_table(pd.DataFrame(labels), PSEUDOLABELS, root / "pseudolabel" / "pseudolabels.parquet")
