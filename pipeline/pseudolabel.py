@@ -57,11 +57,11 @@ def holding_narrations(narrations: pd.DataFrame, no_hold_verbs: list[str]) -> pd
 def _row(fr: FrameRegions, side: str, source: str, idx: int = -1, contact: float = np.nan, match: float = np.nan,
          nid: str = "", phrase: str = "", motion: float = np.nan, score: np.ndarray | None = None) -> dict:
     mask_id = int(fr.mask_ids[idx]) if idx >= 0 else -1
-    ok = np.isfinite(score) if score is not None else np.zeros(0, bool)
+    ok = np.isfinite(score) if score is not None else np.zeros(fr.n_regions, bool)  # -inf: not a candidate
     return dict(frame_id=fr.frame_id, side=side, mask_id=mask_id, contact_score=float(contact),
                 match_score=float(match), label=idx >= 0, narration_id=nid, phrase=phrase, motion_score=float(motion),
-                source=source, candidate_ids=[int(m) for m in np.asarray(fr.mask_ids)[ok]] if len(ok) else [],
-                candidate_scores=[float(v) for v in score[ok]] if len(ok) else [])
+                source=source, candidate_ids=np.asarray(fr.mask_ids, np.int64)[ok].tolist(),
+                candidate_scores=np.asarray(score, np.float64)[ok].tolist() if score is not None else [])
 
 
 def _z(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
