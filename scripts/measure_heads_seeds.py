@@ -34,6 +34,21 @@ def _contexts(p, root: Path):
     return models, out
 
 
+def dev_miou(models, ctxs, p, methods) -> dict[str, float]:
+    """Each method's dev object mIoU with the models as they are now (the score stage's own composition)."""
+    from pipeline.labelmap import compose
+    from pipeline.metrics import Scorer
+    from pipeline.score_methods import METHODS as FNS
+
+    out = {}
+    for m in methods:
+        sc = Scorer()
+        for ctx in ctxs:
+            sc.add(compose(ctx.shape, ctx.hand_masks, FNS[m](ctx, models, p), ctx.objects, p.score.both_iou), ctx.gt)
+        out[m] = float(sc.result()["object_miou"] or 0.0)
+    return out
+
+
 def training_samples(p, root: Path):
     """(Stage-2 samples from the pipeline's pseudo-labels, FRAMES table, {frame_id: video_id})."""
     from pipeline.heads import make_samples
@@ -50,11 +65,8 @@ def training_samples(p, root: Path):
 
 def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), seeds: int = 5,
          variants: list[str] = typer.Option([""])) -> None:
-    from pipeline.score_methods import METHODS as FNS
     from pipeline.device import resolve_device
     from pipeline.heads import train_heads
-    from pipeline.labelmap import compose
-    from pipeline.metrics import Scorer
     from pipeline.params import load_params
 
     p = load_params(params)
@@ -72,12 +84,8 @@ def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), see
             heads, _ = train_heads(samples, hp, seed, resolve_device(p.common.device), videos)
             took = time.perf_counter() - start
             models.__dict__["heads"] = heads  # Models.heads is a cached property: this seed's heads replace it
-            for m in METHODS:
-                sc = Scorer()
-                for ctx in ctxs:
-                    sc.add(compose(ctx.shape, ctx.hand_masks, FNS[m](ctx, models, p), ctx.objects, p.score.both_iou),
-                           ctx.gt)
-                scores[m].append(float(sc.result()["object_miou"] or 0.0))
+            for m, v in dev_miou(models, ctxs, p, METHODS).items():
+                scores[m].append(v)
             typer.echo(f"[{variant or 'params.yaml'}] seed {seed}: " + ", ".join(f"{m} {scores[m][-1]:.3f}" for m in METHODS)
                        + f" (threshold {heads.cfg.contact_threshold:.2f}, training {took:.0f} s)")
         for m in METHODS:
