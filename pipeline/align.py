@@ -31,7 +31,7 @@ HAND_SIDES = {"none": (1, 1), "left": (1, 0), "right": (0, 1), "both": (1, 1)}
 class AdapterConfig:
     region_dim: int
     text_dim: int
-    hidden: int = 512
+    hidden: int = 128
     out_dim: int = 256
     dropout: float = 0.1
     temperature: float = 0.07

@@ -308,7 +308,9 @@ class EmbedParams(Section):
 
 
 class AlignParams(Section):
-    hidden: int = 512
+    # 128 (was 512): 2.6x faster stage at equal dev rows and training-frame checks over 4 seeds
+    # (scripts/measure_align_seeds.py; notes/measurements.md, "align width").
+    hidden: int = 128
     out_dim: int = 256
     dropout: float = 0.1
     epochs: int = 40
@@ -389,7 +391,8 @@ class HeadsParams(Section):
     feature_dropout: float = Field(0.5, ge=0, lt=1)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     # Soft targets: a holding hand's target is (1 - soft_targets) x its pseudo-label + soft_targets x the
-    # pseudo-label rule's softmax over the hand's candidates (scores / soft_temperature; pipeline.heads).
+    # pseudo-label rule's softmax over the hand's candidates (scores / soft_temperature;
+    # pipeline.heads_data.target_regions).
     soft_targets: float = Field(0.0, ge=0, le=1)
     soft_temperature: float = Field(1.0, gt=0)
     # Share of training VIDEOS held out to choose each head's epoch count (early stopping); the heads are then
