@@ -1,6 +1,6 @@
 """Is a Stage 1 (align) change within noise? Per variant and seed, re-run `align` and `pseudolabel` (the stages'
-own commands, in a scratch root whose upstream artifacts link to ROOT's), train Stage 2 on those pseudo-labels
-with the same seed, and report what each seed gives: align training time, the pseudo-labels' training-frame
+own commands, in a scratch root whose upstream artifacts link to ROOT's), then `heads` on those pseudo-labels
+with the same seed, and report what each seed gives: the align stage's wall time, the pseudo-labels' training-frame
 checks (named / other hand holds, consecutive-pick IoU), and the dev object mIoU of `wish`, its ablation
 `wish_matching_only` and the `pseudolabel` row (the rule on eval frames, through this seed's adapters).
 
@@ -39,16 +39,16 @@ def variant_params(params: Path, variant: str, seed: int, out: Path) -> Path:
     return out
 
 
-def one_run(params: Path, scratch: Path, models, ctxs, seed: int) -> dict[str, float]:
-    """align + pseudolabel in SCRATCH, then Stage 2 with SEED; the row of numbers for this run."""
+def one_run(params: Path, scratch: Path, models, ctxs) -> dict[str, float]:
+    """align, pseudolabel and heads (their seed: PARAMS' common.seed) in SCRATCH; the row of numbers for this run."""
     import json
 
-    from measure_heads_seeds import dev_miou, training_samples
+    from measure_heads_seeds import dev_miou
 
     from pipeline.align import load_adapters
-    from pipeline.heads import train_heads
+    from pipeline.heads import load_heads
     from pipeline.params import load_params
-    from stages import align, pseudolabel
+    from stages import align, heads, pseudolabel
 
     start = time.perf_counter()
     align.run(params, scratch)
@@ -56,13 +56,11 @@ def one_run(params: Path, scratch: Path, models, ctxs, seed: int) -> dict[str, f
     pseudolabel.run(params, scratch)
     summary = json.loads((scratch / "pseudolabel" / "summary.json").read_text())
     row |= {k: float(summary.get(k) or 0.0) for k in CHECKS}
-    p = load_params(params)
-    samples, _, videos = training_samples(p, scratch)
-    heads, _ = train_heads(samples, p.heads, seed, "cpu", videos)
+    heads.run(params, scratch)
     # Models caches its checkpoints as properties: this run's adapters and heads replace them
-    models.__dict__["heads"] = heads
+    models.__dict__["heads"] = load_heads(scratch / "heads" / "heads.pt")
     models.__dict__["adapters"] = load_adapters(scratch / "align" / "adapters.pt")
-    return row | dev_miou(models, ctxs, p, METHODS)
+    return row | dev_miou(models, ctxs, load_params(params), METHODS)
 
 
 def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), seeds: int = 4,
@@ -81,7 +79,7 @@ def main(root: Path = Path("artifacts"), params: Path = Path("params.yaml"), see
             rows = []
             for seed in range(seeds):
                 run_params = variant_params(params, variant, seed, scratch / "params.yaml")
-                rows.append(one_run(run_params, scratch, models, ctxs, seed))
+                rows.append(one_run(run_params, scratch, models, ctxs))
                 typer.echo(f"[{variant or 'params.yaml'}] seed {seed}: " +
                            ", ".join(f"{k} {rows[-1][k]:.3f}" for k in cols))
             a = np.array([[r[k] for k in cols] for r in rows])
