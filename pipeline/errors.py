@@ -9,3 +9,6 @@ class WishError(Exception):
         self.path = None if path is None else Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+
+    def __reduce__(self):  # raised in a worker process, it must unpickle as itself in the stage
+        return (type(self), (self.path, self.problem))

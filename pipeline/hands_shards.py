@@ -1,4 +1,4 @@
-"""The `hands` stage as shard tasks for pipeline.executor (`common.executor: ray`); see pipeline/sharded.py."""
+"""The `hands` stage as shard tasks for pipeline.executor (`common.executor: processes` or `ray`); see pipeline/sharded.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +23,7 @@ def hands_shard(state, jobs: list[tuple[str, str]]) -> list[dict]:
     return [r for fid, path in jobs for r in hands_to_rows(fid, det.detect(read_image(path)), hp.backend)]
 
 
-def hands_on_ray(frames: pd.DataFrame, frames_dir: Path, p) -> tuple[pd.DataFrame, RunInfo]:
+def hands_sharded(frames: pd.DataFrame, frames_dir: Path, p) -> tuple[pd.DataFrame, RunInfo]:
     """HANDS rows of every frame (frames.parquet order), computed on the executor."""
     from pipeline.schemas import HANDS
 

@@ -1,4 +1,4 @@
-"""The `responsibility` stage as shard tasks for pipeline.executor (`common.executor: ray`); see pipeline/sharded.py."""
+"""The `responsibility` stage as shard tasks for pipeline.executor (`common.executor: processes` or `ray`); see pipeline/sharded.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +18,7 @@ def responsibility_shard(one_source, payload) -> list[tuple]:
     return list(one_source(Path(source), group, hands, masks, rp, cfg))
 
 
-def responsibility_on_ray(frames: pd.DataFrame, hands: dict, masks: dict, rp, cfg, one_source, p,
+def responsibility_sharded(frames: pd.DataFrame, hands: dict, masks: dict, rp, cfg, one_source, p,
                           inputs: list[Path]) -> tuple[list[str], list, list[dict]]:
     """(ids, maps, rows) like the stage's own loop: sources in sorted order, frame ranges within each.
 

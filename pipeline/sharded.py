@@ -1,4 +1,4 @@
-"""What the per-frame stages' shard adapters for pipeline.executor (what `common.executor: ray` runs) share.
+"""What the per-frame stages' shard adapters for pipeline.executor (what `common.executor: processes` and `ray` run) share.
 
 Each stage's adapter lives next to the stage (pipeline/hands_shards.py, pipeline/masks/shards.py,
 pipeline/embed/shards.py, pipeline/responsibility_shards.py), so a stage's code deps stay its own. Each cuts the
@@ -18,7 +18,7 @@ from pipeline.executor import Shard, frame_ranges, shard_id
 
 def common_key(common) -> dict:
     """The common params that can change a result (not where or how it is computed)."""
-    return common.model_dump(mode="json", exclude={"executor", "ray", "num_threads"})
+    return common.model_dump(mode="json", exclude={"executor", "workers", "ray", "num_threads"})
 
 
 def frame_shards(frames: pd.DataFrame, size: int, payload_of: Callable[[pd.DataFrame], object],

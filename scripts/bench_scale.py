@@ -55,9 +55,9 @@ def _stage_fns(root: Path, p):
     from pipeline.masks.run import propose_frames
     from pipeline.responsibility_io import hands_by_frame, masks_by_frame
     from pipeline.schemas import FRAMES, HANDS, MASKS
-    from pipeline.embed.shards import embed_on_ray
-    from pipeline.hands_shards import hands_on_ray
-    from pipeline.masks.shards import masks_on_ray
+    from pipeline.embed.shards import embed_sharded
+    from pipeline.hands_shards import hands_sharded
+    from pipeline.masks.shards import masks_sharded
     from stages.responsibility import _compute
 
     fdir = root / "frames"
@@ -74,13 +74,13 @@ def _stage_fns(root: Path, p):
     def embed_ray(q):
         enc = build_encoders(q.embed, q.common)[0]  # the driver's own copy, as in the stage (weights id)
         attrs = {"weights_id": enc.weights_id}
-        cache, _ = embed_on_ray(frames, masks, fdir, None, enc.weights_id, attrs, q)
+        cache, _ = embed_sharded(frames, masks, fdir, None, enc.weights_id, attrs, q)
         return embed_regions(enc, frames, masks, fdir, cache, attrs)[0].features
 
     return len(frames), {
-        "hands": (lambda: detect_frames(frames, fdir, p.hands), lambda q: hands_on_ray(frames, fdir, q)[0]),
+        "hands": (lambda: detect_frames(frames, fdir, p.hands), lambda q: hands_sharded(frames, fdir, q)[0]),
         "masks": (lambda: propose_frames(frames, fdir, hands, build_proposer(p.masks, p.common), p.masks.backend)[0],
-                  lambda q: masks_on_ray(frames, fdir, hands, q)[0]),
+                  lambda q: masks_sharded(frames, fdir, hands, q)[0]),
         "embed": (embed_local, embed_ray),
         "responsibility": (lambda: _compute(frames, hands_by_frame(hands), masks_by_frame(masks), rp)[2],
                            lambda q: _compute(frames, hands_by_frame(hands), masks_by_frame(masks), rp,

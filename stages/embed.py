@@ -28,9 +28,9 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     prev_t, why_t = reusable(old / "texts.h5", TEXT_EMBEDDINGS, text_enc.weights_id)
     attrs = dict(backend=p.embed.backend, params_hash=params_hash(p.embed))
     n_ray = 0
-    if p.common.executor == "ray":  # the missing regions are encoded on Ray actors; they become `prev_r`
-        from pipeline.embed.shards import embed_on_ray
-        prev_r, n_ray = embed_on_ray(frames, masks, root / "frames", prev_r, region_enc.weights_id,
+    if p.common.executor != "local":  # the missing regions are encoded on the executor's workers: `prev_r`
+        from pipeline.embed.shards import embed_sharded
+        prev_r, n_ray = embed_sharded(frames, masks, root / "frames", prev_r, region_enc.weights_id,
                                      {**attrs, "weights_id": region_enc.weights_id}, p)
     regions, n_r = embed_regions(region_enc, frames, masks, root / "frames", prev_r,
                                  {**attrs, "weights_id": region_enc.weights_id})

@@ -17,9 +17,9 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     p = setup(params)
     frames_dir = root / "frames"
     frames = read_table(frames_dir / "frames.parquet", FRAMES)
-    if p.common.executor == "ray":  # same per-frame detector, on Ray actors over shards of frames
-        from pipeline.hands_shards import hands_on_ray
-        df = hands_on_ray(frames, frames_dir, p)[0]
+    if p.common.executor != "local":  # same per-frame detector, on the executor's workers over shards of frames
+        from pipeline.hands_shards import hands_sharded
+        df = hands_sharded(frames, frames_dir, p)[0]
     else:
         df = detect_frames(frames, frames_dir, p.hands)
     summary = hands_summary(frames, df)

@@ -25,8 +25,8 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     masks = masks_by_frame(read_table(root / "masks" / "masks.parquet", MASKS))
     start = time.perf_counter()
     inputs = [root / d / f"{d}.parquet" for d in ("frames", "hands", "masks")]
-    on_ray = (p, inputs) if p.common.executor == "ray" else None
-    ids, maps, rows = _compute(frames, hands, masks, rp, on_ray)
+    sharded = (p, inputs) if p.common.executor != "local" else None
+    ids, maps, rows = _compute(frames, hands, masks, rp, sharded)
     seconds = time.perf_counter() - start
     df = pd.DataFrame(rows)
     counts = status_counts(df)
@@ -55,7 +55,7 @@ def _offsets(offsets: list[int]) -> list[int]:
     return ks
 
 
-def _compute(frames, hands: dict, masks: dict, rp, on_ray=None) -> tuple[list[str], list, list[dict]]:
+def _compute(frames, hands: dict, masks: dict, rp, sharded=None) -> tuple[list[str], list, list[dict]]:
     """Frame ids, quantised (2, h, w) maps and MOTION_SCORES rows, decoding each source video once."""
     from tqdm import tqdm
 
@@ -63,9 +63,9 @@ def _compute(frames, hands: dict, masks: dict, rp, on_ray=None) -> tuple[list[st
 
     cfg = MotionConfig(rp.temperature, rp.flow, rp.ransac_reproj_threshold, rp.min_hand_points, rp.static_motion,
                        rp.camera_compensation, rp.hand_samples, rp.flow_preset)
-    if on_ray is not None:  # (params, input artifacts): the same per-source loop on Ray actors, by frame range
-        from pipeline.responsibility_shards import responsibility_on_ray
-        return responsibility_on_ray(frames, hands, masks, rp, cfg, _one_source, *on_ray)
+    if sharded is not None:  # (params, input artifacts): the same per-source loop on the executor's workers, by frame range
+        from pipeline.responsibility_shards import responsibility_sharded
+        return responsibility_sharded(frames, hands, masks, rp, cfg, _one_source, *sharded)
     ids, maps, rows = [], [], []
     with tqdm(total=len(frames), desc="responsibility", unit="frame") as bar:
         for source, group in frames.groupby("source", sort=True):

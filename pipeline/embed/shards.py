@@ -1,4 +1,4 @@
-"""The `embed` stage as shard tasks for pipeline.executor (`common.executor: ray`); see pipeline/sharded.py."""
+"""The `embed` stage as shard tasks for pipeline.executor (`common.executor: processes` or `ray`); see pipeline/sharded.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +24,7 @@ def embed_shard(encoder, payload) -> tuple[list[str], np.ndarray]:
     return cache.keys, cache.features
 
 
-def embed_on_ray(frames: pd.DataFrame, masks: pd.DataFrame, frames_dir: Path, previous, weights_id: str,
+def embed_sharded(frames: pd.DataFrame, masks: pd.DataFrame, frames_dir: Path, previous, weights_id: str,
                  attrs: dict, p):
     """A cache holding `previous` plus every region it lacks, encoded on the executor; and how many that was.
 

@@ -1,4 +1,4 @@
-"""The `masks` stage as shard tasks for pipeline.executor (`common.executor: ray`); see pipeline/sharded.py."""
+"""The `masks` stage as shard tasks for pipeline.executor (`common.executor: processes` or `ray`); see pipeline/sharded.py."""
 from __future__ import annotations
 
 import time
@@ -25,7 +25,7 @@ def masks_shard(_, jobs: list) -> list:
     return [one_frame(job) for job in jobs]
 
 
-def masks_on_ray(frames: pd.DataFrame, frames_dir: Path, hands: pd.DataFrame, p) -> tuple[pd.DataFrame, dict]:
+def masks_sharded(frames: pd.DataFrame, frames_dir: Path, hands: pd.DataFrame, p) -> tuple[pd.DataFrame, dict]:
     """MASKS rows and the stage's timing stats, like pipeline.masks.run.propose_frames."""
     from pipeline.schemas import MASKS
 
@@ -47,5 +47,5 @@ def masks_on_ray(frames: pd.DataFrame, frames_dir: Path, hands: pd.DataFrame, p)
     objects = int((df["kind"] == "object").sum()) if len(df) else 0
     return df, dict(frames=len(frames), proposals_per_frame=round(objects / n, 2), hand_masks=int(len(df) - objects),
                     workers=info.workers, s_per_frame=round(wall / n, 3),
-                    cpu_s_per_frame=round(sum(c for _, _, c in per_frame) / n, 3), executor="ray",
+                    cpu_s_per_frame=round(sum(c for _, _, c in per_frame) / n, 3), executor=p.common.executor,
                     shards_resumed=len(info.resumed))
