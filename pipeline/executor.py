@@ -177,6 +177,7 @@ def _init_process(setup, setup_args, seed: int, threads: int, parent: int) -> No
 
     die_with_parent(parent)  # a killed stage must not leave its workers running
     os.environ["OMP_NUM_THREADS"] = str(threads)  # before the setup imports torch / onnxruntime
+    os.environ["TQDM_DISABLE"] = "1"  # the stage's one bar counts the shards; a bar per worker shard garbles it
     from pipeline.device import seed_everything
 
     seed_everything(seed, threads)
