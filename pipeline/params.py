@@ -44,8 +44,8 @@ class CommonParams(Section):
     eval_dirs: list[str] = [f"{DATA}/evalset"]
     num_threads: int = 2
     # Where the per-frame stages (hands, masks, embed, responsibility) run: in this process ("local"), in
-    # `workers` processes of this machine ("processes") or as Ray actors ("ray"), over shards of frames
-    # (pipeline/executor.py). Artifacts are identical either way.
+    # `workers` processes of this machine ("processes"; masks keeps its own per-frame pool) or as Ray actors
+    # ("ray"), over shards of frames (pipeline/executor.py). Artifacts are identical either way.
     executor: Literal["local", "processes", "ray"] = "local"
     # Worker processes of executor "processes", each with num_threads // workers threads.
     workers: int = Field(2, ge=1)

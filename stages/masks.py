@@ -22,7 +22,7 @@ def run(params: Path = ParamsOpt, root: Path = RootOpt) -> None:
     workers = p.masks.offline.workers if BACKENDS.backends[p.masks.backend].parallel else 1
     proposer = build_proposer(p.masks, p.common)
     with atomic_dir(root / "masks") as out:
-        if p.common.executor != "local":  # same per-frame proposer, on the executor's workers over shards of frames
+        if p.common.executor == "ray":  # same per-frame proposer on Ray actors; else its own pool of processes (per frame)
             from pipeline.masks.shards import masks_sharded
             df, stats = masks_sharded(frames, root / "frames", hands, p)
             workers = stats["workers"]
