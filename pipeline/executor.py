@@ -1,6 +1,6 @@
 """Run a per-frame stage function over shards of frames: in this process, in worker processes of this machine or
-on Ray actors, with atomic shards
-and resume. This wraps the stages' own per-frame functions (pipeline/sharded.py); it computes nothing itself.
+on Ray actors, with atomic shards and resume. This wraps the stages' own per-frame functions (pipeline/sharded.py);
+it computes nothing itself.
 
     task = Task("hands", setup=hands_setup, setup_args=(p.hands,), run=hands_shard)
     results = run_shards(task, shards, p.common, key=run_key("hands", p.hands, [frames_parquet]))
@@ -193,8 +193,8 @@ def _run_process(fn, payload):
 
 def _run_processes(task: Task, todo: list[Shard], finish, common) -> int:
     """`executor: processes`: the shards on `common.workers` spawned processes of this machine, each with the
-    stage's models built once and common.num_threads // workers threads (at 2 threads one process used about
-    one core: 2 x 1 thread encode ~1.3x the crops/s of 1 x 2). Each shard is stored as it lands; on any error or
+    stage's models built once and common.num_threads // workers threads (a second thread speeds up only a stage's
+    torch / onnxruntime kernels, a second process all of it; notes/measurements.md). Each shard is stored as it lands; on any error or
     interrupt the queued shards are cancelled and the workers killed, so nothing outlives the stage."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
