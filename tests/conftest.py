@@ -36,3 +36,28 @@ def run_cli(capsys):
         out = capsys.readouterr()
         return code, out.out, out.err
     return run
+
+
+def assert_same_h5(a: Path, b: Path) -> None:
+    import h5py
+    import numpy as np
+
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        assert sorted(fa) == sorted(fb)
+        for name in fa:
+            np.testing.assert_array_equal(fa[name][()], fb[name][()], err_msg=f"{a.name}:{name}")
+        assert {k: str(v) for k, v in fa.attrs.items()} == {k: str(v) for k, v in fb.attrs.items()}
+
+
+def assert_same_artifacts(a: Path, b: Path) -> None:
+    """Two roots of the per-frame stages on the same 3 frames: the same bytes (what DVC hashes) or the same HDF5."""
+    import pandas as pd
+
+    frames = pd.read_parquet(a / "frames" / "frames.parquet")
+    assert len(frames) == 3 and frames["video_id"].nunique() == 2  # 3 shards over 2 videos, 2 workers
+    for rel in ("hands/hands.parquet", "masks/masks.parquet", "responsibility/motion_scores.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(a / rel), pd.read_parquet(b / rel), obj=rel)
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel  # what DVC hashes: metadata too
+    for rel in ("embed/regions.h5", "embed/texts.h5", "responsibility/responsibility.h5"):
+        assert_same_h5(a / rel, b / rel)
+    assert (a / "embed" / "summary.json").read_text() == (b / "embed" / "summary.json").read_text()

@@ -10,12 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
-import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, assert_same_artifacts
 from pipeline.executor import Shard, Task, frame_ranges, run_key, run_shards
 from pipeline.params import CommonParams, RayParams
 
@@ -47,14 +45,6 @@ def _run(run_cli, stage: str, params: Path, root: Path) -> str:
     code, out, err = run_cli(stage, "--params", params, "--root", root)
     assert code == 0, err
     return out
-
-
-def _assert_same_h5(a: Path, b: Path) -> None:
-    with h5py.File(a) as fa, h5py.File(b) as fb:
-        assert sorted(fa) == sorted(fb)
-        for name in fa:
-            np.testing.assert_array_equal(fa[name][()], fb[name][()], err_msg=f"{a.name}:{name}")
-        assert {k: str(v) for k, v in fa.attrs.items()} == {k: str(v) for k, v in fb.attrs.items()}
 
 
 def test_ray_and_local_give_identical_artifacts_on_real_frames(cluster, tmp_path, write_params, run_cli):
@@ -95,19 +85,8 @@ def test_ray_and_local_give_identical_artifacts_on_real_frames(cluster, tmp_path
     out = _run(run_cli, "embed", on_ray, b)
     assert f"{len(full.keys)} regions ({len(full.keys) - half} encoded; reusing {half} cached rows)" in out
     _run(run_cli, "responsibility", on_ray, b)
-    _same_artifacts(a, b)
+    assert_same_artifacts(a, b)
     assert not (tmp_path / "shards").exists() or not any((tmp_path / "shards").iterdir())  # shards cleaned up
-
-
-def _same_artifacts(a: Path, b: Path) -> None:
-    frames = pd.read_parquet(a / "frames" / "frames.parquet")
-    assert len(frames) == 3 and frames["video_id"].nunique() == 2  # 3 shards over 2 videos, 2 workers
-    for rel in ("hands/hands.parquet", "masks/masks.parquet", "responsibility/motion_scores.parquet"):
-        pd.testing.assert_frame_equal(pd.read_parquet(a / rel), pd.read_parquet(b / rel), obj=rel)
-        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel  # what DVC hashes: metadata too
-    for rel in ("embed/regions.h5", "embed/texts.h5", "responsibility/responsibility.h5"):
-        _assert_same_h5(a / rel, b / rel)
-    assert (a / "embed" / "summary.json").read_text() == (b / "embed" / "summary.json").read_text()
 
 
 def test_score_perception_on_ray_gives_the_local_predictions(cluster, tmp_path):

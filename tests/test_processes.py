@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA
+from conftest import DATA, assert_same_artifacts
 from pipeline.errors import WishError
 from pipeline.executor import Shard, Task, run_shards
 from pipeline.params import CommonParams, RayParams
@@ -26,8 +26,6 @@ def _run(run_cli, stage: str, params: Path, root: Path) -> str:
 
 
 def test_processes_and_local_give_identical_artifacts_on_real_frames(tmp_path, write_params, run_cli):
-    from test_executor import _same_artifacts  # the Ray test's comparison: bytes of every artifact
-
     src = tmp_path / "src"
     src.mkdir()
     for name in TWO_CLIPS:
@@ -49,7 +47,7 @@ def test_processes_and_local_give_identical_artifacts_on_real_frames(tmp_path, w
         log = _run(run_cli, stage, procs, b)
         # 3 shards over 2 workers, not the in-process fallback; masks keeps its own per-frame pool
         assert ("2 workers (offline)" if stage == "masks" else "processes x2") in log, stage
-    _same_artifacts(a, b)
+    assert_same_artifacts(a, b)
     assert not (tmp_path / "shards").exists() or not any((tmp_path / "shards").iterdir())
 
 
