@@ -53,14 +53,22 @@ def test_processes_and_local_give_identical_artifacts_on_real_frames(tmp_path, w
 
 # ---- errors and clean-up (module-level task functions: spawned workers import them by name) ----------------
 
-def _setup() -> int:
-    return os.getpid()
+def _setup(ready: str) -> tuple[int, str]:
+    """Each worker marks itself ready in the folder `ready` ("": no folder, in-process runs)."""
+    if ready:
+        (Path(ready) / str(os.getpid())).touch()
+    return os.getpid(), ready
 
 
-def _run_shard(pid: int, payload: int) -> int:
+def _run_shard(state: tuple[int, str], payload: int) -> int:
+    pid, ready = state
     if payload == 3:
         raise WishError("bad.mp4", "cannot decode frame 3")
-    time.sleep(0.5 if payload > 3 else 0.0)
+    # a worker that started first must not take every shard before the other is up (spawn imports take seconds)
+    deadline = time.monotonic() + 60
+    while ready and len(os.listdir(ready)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
     return pid
 
 
@@ -84,7 +92,8 @@ def _common(tmp_path: Path) -> CommonParams:
 
 def test_shards_run_on_two_worker_processes_in_shard_order(tmp_path):
     shards = [Shard(f"s{i}", i, 1) for i in (0, 1, 2, 4, 5)]
-    out, info = run_shards(Task("t", _setup, _run_shard), shards, _common(tmp_path), "k1")
+    (tmp_path / "ready").mkdir()
+    out, info = run_shards(Task("t", _setup, _run_shard, (str(tmp_path / "ready"),)), shards, _common(tmp_path), "k1")
     assert info.workers == 2 and len(set(out)) == 2 and os.getpid() not in out  # both workers, not this process
     assert sorted(info.computed) == [s.id for s in shards]
     assert _children() == []
@@ -92,8 +101,9 @@ def test_shards_run_on_two_worker_processes_in_shard_order(tmp_path):
 
 def test_a_bad_input_in_a_worker_is_the_stages_error_and_no_worker_survives(tmp_path):
     shards = [Shard(f"s{i}", i, 1) for i in range(8)]
+    (tmp_path / "ready").mkdir()
     with pytest.raises(WishError, match="bad.mp4: cannot decode frame 3"):
-        run_shards(Task("t", _setup, _run_shard), shards, _common(tmp_path), "k2")
+        run_shards(Task("t", _setup, _run_shard, (str(tmp_path / "ready"),)), shards, _common(tmp_path), "k2")
     deadline = time.monotonic() + 10
     while _children() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -104,5 +114,5 @@ def test_a_bad_input_in_a_worker_is_the_stages_error_and_no_worker_survives(tmp_
 
 
 def test_a_single_shard_or_worker_runs_in_this_process(tmp_path):
-    out, info = run_shards(Task("t", _setup, _run_shard), [Shard("s0", 0, 1)], _common(tmp_path), "k3")
+    out, info = run_shards(Task("t", _setup, _run_shard, ("",)), [Shard("s0", 0, 1)], _common(tmp_path), "k3")
     assert out == [os.getpid()] and info.workers == 1
