@@ -193,9 +193,10 @@ def _run_process(fn, payload):
 
 def _run_processes(task: Task, todo: list[Shard], finish, common) -> int:
     """`executor: processes`: the shards on `common.workers` spawned processes of this machine, each with the
-    stage's models built once and common.num_threads // workers threads (a second thread speeds up only a stage's
-    torch / onnxruntime kernels, a second process all of it; notes/measurements.md). Each shard is stored as it lands; on any error or
-    interrupt the queued shards are cancelled and the workers killed, so nothing outlives the stage."""
+    stage's models built once and common.num_threads // workers threads (a second thread speeds up only a
+    stage's torch / onnxruntime kernels, a second process all of it; notes/measurements.md). Each shard is
+    stored as it lands; on any error or interrupt the queued shards are cancelled and the workers killed, so
+    nothing outlives the stage."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -213,7 +214,7 @@ def _run_processes(task: Task, todo: list[Shard], finish, common) -> int:
                 bar.update(s.frames)
         ok = True
     finally:
-        if not ok:
+        if not ok:  # the pool has no public way to kill its workers before Python 3.14 (terminate_workers)
             for proc in list(getattr(ex, "_processes", {}).values()):
                 proc.kill()
         ex.shutdown(wait=ok, cancel_futures=not ok)

@@ -1,4 +1,5 @@
-"""The `hands` stage as shard tasks for pipeline.executor (`common.executor: processes` or `ray`); see pipeline/sharded.py."""
+"""The `hands` stage as shard tasks for pipeline.executor (`common.executor: processes` or `ray`); see
+pipeline/sharded.py."""
 from __future__ import annotations
 
 from pathlib import Path

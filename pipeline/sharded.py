@@ -1,4 +1,5 @@
-"""What the per-frame stages' shard adapters for pipeline.executor (what `common.executor: processes` and `ray` run) share.
+"""What the per-frame stages' shard adapters for pipeline.executor (what `common.executor: processes` and `ray`
+run) share.
 
 Each stage's adapter lives next to the stage (pipeline/hands_shards.py, pipeline/masks/shards.py,
 pipeline/embed/shards.py, pipeline/responsibility_shards.py), so a stage's code deps stay its own. Each cuts the

@@ -23,9 +23,9 @@ import typer
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-# stage -> (upstream artifact folders it reads, files it writes)
+# stage -> (upstream artifact folders it reads, files it writes); not masks: under `processes` it keeps its own
+# per-frame pool (masks.offline.workers), the same work as under `local`
 STAGES = {"hands": (("frames",), ("hands.parquet",)),
-          "masks": (("frames", "hands"), ("masks.parquet",)),
           "embed": (("frames", "nouns", "masks"), ("regions.h5", "texts.h5", "summary.json")),
           "responsibility": (("frames", "hands", "masks"), ("responsibility.h5", "motion_scores.parquet"))}
 
@@ -35,13 +35,13 @@ threads, what = int(sys.argv[1]), sys.argv[2]
 torch.set_num_threads(threads)
 if what == "matmul":
     x, w = torch.randn(3200, 1280), torch.randn(128, 1280)
-    run, unit, n = (lambda: x @ w.T), "matmuls", 1
+    run, n = (lambda: x @ w.T), 1
 else:
     from pipeline.params import load_params
     from pipeline.embed.offline import EffnetRegionEncoder
     enc = EffnetRegionEncoder(load_params("params.yaml").embed.offline, 64, torch.device("cpu"))
     crops = [np.random.default_rng(i).integers(0, 255, (160, 160, 3), dtype=np.uint8) for i in range(64)]
-    run, unit, n = (lambda: enc.forward(crops)), "crops", 64
+    run, n = (lambda: enc.forward(crops)), 64
 for _ in range(3):
     run()
 reps, t = 0, time.perf_counter()

@@ -8,6 +8,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
+# two short real clips: 3 frames of 2 videos at frames.stride 20 (the executor tests' shards)
+TWO_CLIPS = ["P02_09_left_hand_67864_67947_action_raw854x480.mp4",  # 19 frames
+             "P27_101_right_hand_57039_57087_action_raw854x480.mp4"]
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +64,33 @@ def assert_same_artifacts(a: Path, b: Path) -> None:
     for rel in ("embed/regions.h5", "embed/texts.h5", "responsibility/responsibility.h5"):
         assert_same_h5(a / rel, b / rel)
     assert (a / "embed" / "summary.json").read_text() == (b / "embed" / "summary.json").read_text()
+
+
+def run_stage(run_cli, stage: str, params: Path, root: Path) -> tuple[str, str]:
+    """(stdout, stderr) of `wish STAGE --params PARAMS --root ROOT`, which must succeed."""
+    code, out, err = run_cli(stage, "--params", params, "--root", root)
+    assert code == 0, err
+    return out, err
+
+
+def two_clip_roots(tmp_path: Path, write_params, run_cli, common: dict, other: dict) -> tuple[Path, Path, Path, Path]:
+    """(root a, root b, params of a, params of b): both roots hold the same frames and nouns of TWO_CLIPS (3
+    frames, 20 proposals each: small, so the test stays fast on 2 shared cores); a's params have `common`, b's
+    `common` updated with `other` (another executor), for comparing the per-frame stages' artifacts."""
+    import os
+    import shutil
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in TWO_CLIPS:
+        os.symlink(DATA / "epic" / "clips" / name, src / name)
+    rest = {"frames": {"sources": [str(src)], "stride": 20, "max_side": 320}, "masks": {"max_proposals": 20}}
+    pa = write_params({"common": common, **rest}, "a.yaml")
+    pb = write_params({"common": {**common, **other}, **rest}, "b.yaml")
+    a, b = tmp_path / "a", tmp_path / "b"
+    for stage in ("frames", "nouns"):
+        run_stage(run_cli, stage, pa, a)
+    b.mkdir()
+    for d in ("frames", "nouns"):
+        shutil.copytree(a / d, b / d)
+    return a, b, pa, pb

@@ -3,7 +3,6 @@ driver resuming from its finished shards. One local Ray cluster with 2 CPUs is s
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,15 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import DATA, ROOT, assert_same_artifacts
+from conftest import DATA, ROOT, assert_same_artifacts, run_stage, two_clip_roots
 from pipeline.executor import Shard, Task, frame_ranges, run_key, run_shards
 from pipeline.params import CommonParams, RayParams
 
 ray = pytest.importorskip("ray")
 
-CLIPS = DATA / "epic" / "clips"
-TWO_CLIPS = ["P02_09_left_hand_67864_67947_action_raw854x480.mp4",  # 19 frames
-             "P27_101_right_hand_57039_57087_action_raw854x480.mp4"]
 
 
 @pytest.fixture(scope="module")
@@ -41,39 +37,18 @@ def cluster():
 
 # ---- identical artifacts on real frames --------------------------------------------------------------------
 
-def _run(run_cli, stage: str, params: Path, root: Path) -> str:
-    code, out, err = run_cli(stage, "--params", params, "--root", root)
-    assert code == 0, err
-    return out
-
-
 def test_ray_and_local_give_identical_artifacts_on_real_frames(cluster, tmp_path, write_params, run_cli):
     from pipeline.embed.cache import Cache, read_cache, write_cache
     from pipeline.schemas import REGION_EMBEDDINGS
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in TWO_CLIPS:
-        os.symlink(CLIPS / name, src / name)
-    base = {"eval_dirs": [], "num_threads": 1}
-    # small on purpose (the test must stay fast on 2 shared cores): 3 frames, 20 proposals each. masks keeps its
-    # default 2 processes with one OpenCV thread each, like the actors: proposal scores move in the last bits
-    # with OpenCV's thread count (measured), on either executor
-    rest = {"frames": {"sources": [str(src)], "stride": 20, "max_side": 320}, "masks": {"max_proposals": 20}}
-    local = write_params({"common": base, **rest}, "local.yaml")
-    on_ray = write_params({"common": {**base, "executor": "ray",
-                                      "ray": {"workers": 2, "shard_frames": 1, "shard_dir": str(tmp_path / "shards")}},
-                           **rest}, "ray.yaml")
-    a, b = tmp_path / "a", tmp_path / "b"
-    for stage in ("frames", "nouns"):
-        _run(run_cli, stage, local, a)
-    b.mkdir()
-    for d in ("frames", "nouns"):
-        shutil.copytree(a / d, b / d)
+    # masks keeps its default 2 processes with one OpenCV thread each, like the actors: proposal scores move in
+    # the last bits with OpenCV's thread count (measured), on either executor
+    a, b, local, on_ray = two_clip_roots(tmp_path, write_params, run_cli, {"eval_dirs": [], "num_threads": 1}, {
+        "executor": "ray", "ray": {"workers": 2, "shard_frames": 1, "shard_dir": str(tmp_path / "shards")}})
     for stage in ("hands", "masks", "embed", "responsibility"):
-        _run(run_cli, stage, local, a)
+        run_stage(run_cli, stage, local, a)
     for stage in ("hands", "masks"):
-        _run(run_cli, stage, on_ray, b)
+        run_stage(run_cli, stage, on_ray, b)
     # the content-keyed cache across workers: b starts with the regions of the first frame, the workers encode
     # the others. (Split at a frame: the encoder batches a frame's regions, and a batch of part of a frame can
     # round differently in float16, on either executor.)
@@ -82,9 +57,9 @@ def test_ray_and_local_give_identical_artifacts_on_real_frames(cluster, tmp_path
     first = set(masks["frame_id"].drop_duplicates().iloc[:1])
     half = int(masks["frame_id"].isin(first).sum())
     write_cache(b / "embed" / "regions.h5", Cache(full.keys[:half], full.features[:half], full.attrs), REGION_EMBEDDINGS)
-    out = _run(run_cli, "embed", on_ray, b)
+    out = run_stage(run_cli, "embed", on_ray, b)[0]
     assert f"{len(full.keys)} regions ({len(full.keys) - half} encoded; reusing {half} cached rows)" in out
-    _run(run_cli, "responsibility", on_ray, b)
+    run_stage(run_cli, "responsibility", on_ray, b)
     assert_same_artifacts(a, b)
     assert not (tmp_path / "shards").exists() or not any((tmp_path / "shards").iterdir())  # shards cleaned up
 

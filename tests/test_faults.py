@@ -41,8 +41,8 @@ SMALL = {
 }
 # stage -> what its log shows once its main loop runs (tqdm prints the bar at 0%)
 # (embed's bar is "embed regions" in this process, "embed (processes x2)" with `common.executor: processes`)
-HEAVY = {"hands": "hands", "masks": "masks", "embed": r"embed (regions|\(processes)", "responsibility": "responsibility",
-         "perceive": "perceive"}
+HEAVY = {"hands": "hands", "masks": "masks", "embed": r"embed (regions|\(processes)",
+         "responsibility": "responsibility", "perceive": "perceive"}
 LATE = ("align", "pseudolabel", "heads", "score")  # killed while they write (see the module docstring)
 TARGETS = ("score",)  # and everything upstream: the whole pipeline
 TEMP = re.compile(r"^\..+\.\d+\.")  # pipeline.io temp names: .<target>.<pid>.<...>
@@ -178,8 +178,8 @@ def test_kill_9_mid_stage_leaves_nothing_and_the_next_repro_restores(stage, proj
         run = subprocess.Popen(["dvc", "repro", "--force", "-s", stage], cwd=proj, env=env(proj), stdout=out,
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        pid = wait_for(lambda: stage_pid(run.pid, stage) if re.search(HEAVY[stage], log.read_text(errors="replace")) else None,
-                       180, f"{stage} to start its main loop")
+        started = lambda: re.search(HEAVY[stage], log.read_text(errors="replace"))  # noqa: E731
+        pid = wait_for(lambda: stage_pid(run.pid, stage) if started() else None, 180, f"{stage} to start its main loop")
         if stage == "masks":  # the pool's workers are what used to survive
             wait_for(lambda: len(session_processes(run.pid, proj)) >= 4, 60, "the masks workers")
         os.kill(pid, signal.SIGKILL)

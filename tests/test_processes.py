@@ -3,48 +3,23 @@ input raised in a worker is the stage's own error, and no worker outlives the ru
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import DATA, assert_same_artifacts
+from conftest import assert_same_artifacts, run_stage, two_clip_roots
 from pipeline.errors import WishError
 from pipeline.executor import Shard, Task, run_shards
 from pipeline.params import CommonParams, RayParams
 
-CLIPS = DATA / "epic" / "clips"
-TWO_CLIPS = ["P02_09_left_hand_67864_67947_action_raw854x480.mp4",  # 19 frames
-             "P27_101_right_hand_57039_57087_action_raw854x480.mp4"]
-
-
-def _run(run_cli, stage: str, params: Path, root: Path) -> str:
-    code, out, err = run_cli(stage, "--params", params, "--root", root)
-    assert code == 0, err
-    return out + err
-
-
 def test_processes_and_local_give_identical_artifacts_on_real_frames(tmp_path, write_params, run_cli):
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in TWO_CLIPS:
-        os.symlink(CLIPS / name, src / name)
-    rest = {"frames": {"sources": [str(src)], "stride": 20, "max_side": 320}, "masks": {"max_proposals": 20}}
-    local = write_params({"common": {"eval_dirs": []}, **rest}, "local.yaml")
     # num_threads 2 as in params.yaml: the workers get one thread each, the local stage two
-    procs = write_params({"common": {"eval_dirs": [], "executor": "processes", "workers": 2,
-                                     "ray": {"shard_frames": 1, "shard_dir": str(tmp_path / "shards")}}, **rest},
-                         "procs.yaml")
-    a, b = tmp_path / "a", tmp_path / "b"
-    for stage in ("frames", "nouns"):
-        _run(run_cli, stage, local, a)
-    b.mkdir()
-    for d in ("frames", "nouns"):
-        shutil.copytree(a / d, b / d)
+    a, b, local, procs = two_clip_roots(tmp_path, write_params, run_cli, {"eval_dirs": []}, {
+        "executor": "processes", "workers": 2, "ray": {"shard_frames": 1, "shard_dir": str(tmp_path / "shards")}})
     for stage in ("hands", "masks", "embed", "responsibility"):
-        _run(run_cli, stage, local, a)
-        log = _run(run_cli, stage, procs, b)
+        run_stage(run_cli, stage, local, a)
+        log = "".join(run_stage(run_cli, stage, procs, b))
         # 3 shards over 2 workers, not the in-process fallback; masks keeps its own per-frame pool
         assert ("2 workers (offline)" if stage == "masks" else "processes x2") in log, stage
     assert_same_artifacts(a, b)
@@ -79,7 +54,8 @@ def _children() -> list[int]:
         try:
             stat = (d / "stat").read_text().rsplit(")", 1)[1].split() if d.name.isdigit() else []
             # multiprocessing's resource tracker is started once per interpreter and stays: not a worker
-            if stat and int(stat[1]) == me and stat[0] != "Z" and b"resource_tracker" not in (d / "cmdline").read_bytes():
+            tracker = stat and b"resource_tracker" in (d / "cmdline").read_bytes()
+            if stat and int(stat[1]) == me and stat[0] != "Z" and not tracker:
                 out.append(int(d.name))
         except (OSError, ValueError, IndexError):
             continue

@@ -1,4 +1,5 @@
-"""The `masks` stage as shard tasks for pipeline.executor (`common.executor: processes` or `ray`); see pipeline/sharded.py."""
+"""The `masks` stage as shard tasks for pipeline.executor (`common.executor: processes` or `ray`); see
+pipeline/sharded.py."""
 from __future__ import annotations
 
 import time
